@@ -1,0 +1,13 @@
+"""exactsnn: exact event-driven simulation of spiking neural networks and EventProp gradients.
+
+Time is in seconds throughout. See README.md for the CLI and the Python API.
+"""
+
+from exactsnn.engine.simulate import Recording, simulate
+from exactsnn.events import SpikeBatch
+from exactsnn.network import Layer, Network, Params
+from exactsnn.neurons import LI, LIF
+
+__version__ = "0.1.0"
+
+__all__ = ["LIF", "LI", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording", "__version__"]

@@ -1,0 +1,1 @@
+"""Datasets and file formats (SHD/SSC HDF5 layout)."""

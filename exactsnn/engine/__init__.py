@@ -1,0 +1,1 @@
+"""Event machinery: forward simulation (and, later, reverse replay) on CPU and CUDA."""

@@ -1,0 +1,207 @@
+"""Network description (layers of neurons), its parameters and their initialisers.
+
+A :class:`Network` has ``n_inputs`` input channels and a list of :class:`Layer` s. Layer ``l``
+receives the spikes of layer ``l-1`` (of the input for ``l = 0``) through dense feedforward
+weights ``W_l`` of shape ``(n_l, n_{l-1})`` indexed ``[post, pre]``; a recurrent layer also
+receives its own spikes through ``R_l`` of shape ``(n_l, n_l)``. A layer with ``delays=True``
+has a continuous, non-negative transmission delay (seconds) per synapse, feedforward and
+recurrent; otherwise every delay is zero. A spike of unit i at time t reaches unit j at
+``t + D[j, i]`` and adds ``W[j, i]`` to j's synaptic current.
+
+A non-spiking readout (:class:`~exactsnn.neurons.LI`) can only be the last layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from exactsnn.neurons import LI, LIF
+
+__all__ = ["Layer", "Network", "Params"]
+
+NeuronModel = LIF | LI
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer of ``size`` neurons of one model.
+
+    ``recurrent``: all-to-all connections within the layer. ``delays``: per-synapse delays
+    (feedforward and recurrent). Initialisation: feedforward weights ~ N(weight_mean,
+    weight_std^2) with ``weight_std`` defaulting to 1/sqrt(n_pre); recurrent weights ~
+    N(0, recurrent_std^2), default 0.5/sqrt(size), zero diagonal; delays ~ U(0, delay_max) s.
+    """
+
+    size: int
+    neuron: NeuronModel = field(default_factory=LIF)
+    recurrent: bool = False
+    delays: bool = False
+    weight_mean: float = 0.0
+    weight_std: float | None = None
+    recurrent_std: float | None = None
+    delay_max: float = 10e-3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"Layer.size must be a positive integer, got {self.size!r}")
+        object.__setattr__(self, "size", int(self.size))
+        if not isinstance(self.neuron, (LIF, LI)):
+            raise ValueError(f"Layer.neuron must be a neuron model such as es.LIF(), got {self.neuron!r}")
+        if not self.neuron.spiking and self.recurrent:
+            raise ValueError("a non-spiking LI readout layer cannot be recurrent")
+        for name in ("weight_mean", "delay_max"):
+            v = getattr(self, name)
+            if not np.isfinite(v):
+                raise ValueError(f"Layer.{name} must be finite, got {v!r}")
+        if self.delay_max < 0:
+            raise ValueError(f"Layer.delay_max must be >= 0 seconds, got {self.delay_max!r}")
+        for name in ("weight_std", "recurrent_std"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"Layer.{name} must be a finite number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Params:
+    """Trainable parameters, one entry per layer.
+
+    ``weights[l]``: (n_l, n_{l-1}) float64; ``delays[l]``: same shape, seconds (zeros without
+    delays); ``recurrent_weights[l]`` and ``recurrent_delays[l]``: (n_l, n_l) or ``None`` for a
+    feedforward layer.
+    """
+
+    weights: list[np.ndarray]
+    delays: list[np.ndarray]
+    recurrent_weights: list[np.ndarray | None] = None  # type: ignore[assignment]
+    recurrent_delays: list[np.ndarray | None] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.weights)
+        if len(self.delays) != n:
+            raise ValueError(f"Params: {n} weight matrices but {len(self.delays)} delay matrices")
+        rw = [None] * n if self.recurrent_weights is None else list(self.recurrent_weights)
+        rd = [None] * n if self.recurrent_delays is None else list(self.recurrent_delays)
+        if len(rw) != n or len(rd) != n:
+            raise ValueError("Params: recurrent_weights and recurrent_delays need one entry per layer")
+
+        def as_f64(a: np.ndarray | None, what: str) -> np.ndarray | None:
+            if a is None:
+                return None
+            arr = np.array(a, dtype=np.float64, copy=True)
+            if arr.ndim != 2:
+                raise ValueError(f"Params: {what} must be a 2-D array, got shape {arr.shape}")
+            return arr
+
+        object.__setattr__(self, "weights", [as_f64(w, f"weights[{i}]") for i, w in enumerate(self.weights)])
+        object.__setattr__(self, "delays", [as_f64(d, f"delays[{i}]") for i, d in enumerate(self.delays)])
+        object.__setattr__(self, "recurrent_weights", [as_f64(w, f"recurrent_weights[{i}]") for i, w in enumerate(rw)])
+        object.__setattr__(self, "recurrent_delays", [as_f64(d, f"recurrent_delays[{i}]") for i, d in enumerate(rd)])
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def copy(self) -> Params:
+        """A deep copy."""
+        return Params(self.weights, self.delays, self.recurrent_weights, self.recurrent_delays)
+
+    def groups(self) -> dict[str, np.ndarray]:
+        """Flat name -> array view of every present array, e.g. ``{"weights[0]": ...}``."""
+        out: dict[str, np.ndarray] = {}
+        for name in ("weights", "delays", "recurrent_weights", "recurrent_delays"):
+            for i, a in enumerate(getattr(self, name)):
+                if a is not None:
+                    out[f"{name}[{i}]"] = a
+        return out
+
+
+@dataclass(frozen=True)
+class Network:
+    """``n_inputs`` input channels feeding a stack of layers (the last may be an LI readout)."""
+
+    n_inputs: int
+    layers: Sequence[Layer]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_inputs, bool) or not isinstance(self.n_inputs, (int, np.integer)) or self.n_inputs < 1:
+            raise ValueError(f"Network.n_inputs must be a positive integer, got {self.n_inputs!r}")
+        object.__setattr__(self, "n_inputs", int(self.n_inputs))
+        layers = list(self.layers)
+        if not layers:
+            raise ValueError("Network needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Network.layers[{i}] must be an es.Layer, got {type(layer).__name__}")
+            if not layer.neuron.spiking and i != len(layers) - 1:
+                raise ValueError(f"layer {i}: a non-spiking LI readout can only be the last layer")
+        object.__setattr__(self, "layers", tuple(layers))
+
+    def fan_in(self, l: int) -> int:
+        """Number of feedforward inputs of layer ``l``."""
+        return self.n_inputs if l == 0 else self.layers[l - 1].size
+
+    def init(self, seed: int = 0) -> Params:
+        """Random parameters drawn from ``numpy.random.default_rng(seed)`` (see :class:`Layer`)."""
+        rng = np.random.default_rng(seed)
+        weights, delays, rweights, rdelays = [], [], [], []
+        for l, layer in enumerate(self.layers):
+            n_pre = self.fan_in(l)
+            std = layer.weight_std if layer.weight_std is not None else 1.0 / np.sqrt(n_pre)
+            weights.append(rng.normal(layer.weight_mean, std, size=(layer.size, n_pre)))
+            if layer.delays:
+                delays.append(rng.uniform(0.0, layer.delay_max, size=(layer.size, n_pre)))
+            else:
+                delays.append(np.zeros((layer.size, n_pre)))
+            if layer.recurrent:
+                rstd = layer.recurrent_std if layer.recurrent_std is not None else 0.5 / np.sqrt(layer.size)
+                r = rng.normal(0.0, rstd, size=(layer.size, layer.size))
+                np.fill_diagonal(r, 0.0)
+                rweights.append(r)
+                if layer.delays:
+                    rdelays.append(rng.uniform(0.0, layer.delay_max, size=(layer.size, layer.size)))
+                else:
+                    rdelays.append(np.zeros((layer.size, layer.size)))
+            else:
+                rweights.append(None)
+                rdelays.append(None)
+        return Params(weights, delays, rweights, rdelays)
+
+    def check_params(self, params: Params) -> None:
+        """Raise ``ValueError`` naming the first array whose shape or values do not fit this network."""
+        if not isinstance(params, Params):
+            raise ValueError(f"expected es.Params, got {type(params).__name__}")
+        if len(params) != len(self.layers):
+            raise ValueError(f"Params has {len(params)} layers but the network has {len(self.layers)}")
+        for l, layer in enumerate(self.layers):
+            shape = (layer.size, self.fan_in(l))
+            _check_array(params.weights[l], f"weights[{l}]", shape)
+            _check_array(params.delays[l], f"delays[{l}]", shape, delay=True, allowed=layer.delays)
+            rw, rd = params.recurrent_weights[l], params.recurrent_delays[l]
+            if layer.recurrent:
+                if rw is None:
+                    raise ValueError(f"recurrent_weights[{l}] is missing for recurrent layer {l}")
+                _check_array(rw, f"recurrent_weights[{l}]", (layer.size, layer.size))
+                if rd is None:
+                    raise ValueError(f"recurrent_delays[{l}] is missing for recurrent layer {l}")
+                _check_array(rd, f"recurrent_delays[{l}]", (layer.size, layer.size), delay=True, allowed=layer.delays)
+            else:
+                if rw is not None and np.any(rw != 0):
+                    raise ValueError(f"recurrent_weights[{l}] given but layer {l} is not recurrent")
+                if rd is not None and np.any(rd != 0):
+                    raise ValueError(f"recurrent_delays[{l}] given but layer {l} is not recurrent")
+
+
+def _check_array(
+    a: np.ndarray, name: str, shape: tuple[int, int], delay: bool = False, allowed: bool = True
+) -> None:
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if delay:
+        if np.any(a < 0):
+            raise ValueError(f"{name} contains negative delays")
+        if not allowed and np.any(a != 0):
+            raise ValueError(f"{name} is non-zero but the layer was built with delays=False")

@@ -1,0 +1,207 @@
+"""Leaky integrate-and-fire neuron with exponential current synapse, and its non-spiking readout.
+
+Model (time in seconds, voltage in units of the threshold scale)::
+
+    tau_mem dV/dt = -V + I        tau_syn dI/dt = -I        input spike of weight w:  I += w
+    spike when V reaches v_th from below; then V = v_reset, held there for t_ref (NEST semantics:
+    I keeps evolving and keeps receiving input during the refractory window).
+
+Closed form over an event-free stretch of length s (a_m = e^{-s/tau_mem}, a_s = e^{-s/tau_syn})::
+
+    I(s) = a_s I0
+    V(s) = a_m V0 + k I0 (a_s - a_m),   k = tau_syn / (tau_syn - tau_mem)
+         = a_m [V0 + I0 (s/tau_mem) phi(s delta)],   delta = (tau_syn - tau_mem)/(tau_mem tau_syn),
+                                                     phi(x) = expm1(x)/x,  phi(0) = 1
+
+The second form is the one evaluated: it has no division by tau_syn - tau_mem, so it is exact for
+tau_mem == tau_syn (V = e^{-s/tau}(V0 + I0 s/tau)) and accurate when they are nearly equal.
+
+Extremum. V' = (I - V)/tau_mem is a sum of two exponentials, so V has at most one stationary point.
+Solving I(s) = V(s) gives e^{s delta} = (tau_syn/tau_mem)(1 + y), y = -tau_mem delta V0/I0, i.e.::
+
+    s* = tau_syn L((tau_syn - tau_mem)/tau_mem) - tau_mem (V0/I0) L(y),   L(x) = log1p(x)/x, L(0) = 1
+
+which exists when I0 != 0 and y > -1 (again division-free at tau_mem == tau_syn).
+
+First-crossing search (never misses a grazing spike). With V(0) < v_th on [0, h]:
+if s* lies in (0, h) and V(s*) >= v_th the (unique) first crossing is in [0, s*], where V rises
+monotonically; otherwise V is monotone on [s*, h] (or on all of [0, h]) and a crossing exists iff
+V(h) >= v_th, in [s*, h] (or [0, h]). An up-and-down excursion above threshold between two events
+is therefore always caught, unlike a test of the interval's end points. The bracket holds exactly
+one root; a Newton iteration safeguarded by bisection polishes it to a few ulps.
+
+Conservative bound used to skip the search: with I0 >= 0, V(s) <= max(V0, I0) for all s >= 0 (V
+relaxes towards I, which decays towards 0); in general V(s) <= max(V0, I0, 0). A neuron whose V
+and I are both below v_th (v_th > 0) cannot spike before its next input.
+
+All per-neuron maths below is ``register_jitable`` so CPU and CUDA kernels share it verbatim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from numba.extending import register_jitable
+
+__all__ = ["LIF", "LI"]
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LIF:
+    """Spiking LIF neuron: tau_mem, tau_syn, t_ref in seconds; v_th > v_reset (dimensionless)."""
+
+    tau_mem: float = 20e-3
+    tau_syn: float = 5e-3
+    v_th: float = 1.0
+    v_reset: float = 0.0
+    t_ref: float = 0.0
+
+    spiking = True
+
+    def __post_init__(self) -> None:
+        _check_positive("LIF.tau_mem", self.tau_mem)
+        _check_positive("LIF.tau_syn", self.tau_syn)
+        _check_finite("LIF.v_th", self.v_th)
+        _check_finite("LIF.v_reset", self.v_reset)
+        _check_finite("LIF.t_ref", self.t_ref)
+        if self.t_ref < 0:
+            raise ValueError(f"LIF.t_ref must be >= 0 seconds, got {self.t_ref!r}")
+        if not self.v_reset < self.v_th:
+            raise ValueError(f"LIF.v_reset ({self.v_reset}) must be below v_th ({self.v_th})")
+        for name in ("tau_mem", "tau_syn", "v_th", "v_reset", "t_ref"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class LI:
+    """Non-spiking leaky integrator readout (same equations as LIF, no threshold); taus in seconds."""
+
+    tau_mem: float = 20e-3
+    tau_syn: float = 5e-3
+
+    spiking = False
+
+    def __post_init__(self) -> None:
+        _check_positive("LI.tau_mem", self.tau_mem)
+        _check_positive("LI.tau_syn", self.tau_syn)
+        for name in ("tau_mem", "tau_syn"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+# ----------------------------------------------------------------------------- scalar maths
+@register_jitable
+def phi_expm1(x: float) -> float:
+    """expm1(x)/x with its limit 1 at x = 0."""
+    if x == 0.0:
+        return 1.0
+    return math.expm1(x) / x
+
+
+@register_jitable
+def log1p_ratio(x: float) -> float:
+    """log1p(x)/x with its limit 1 at x = 0 (x > -1)."""
+    if x == 0.0:
+        return 1.0
+    return math.log1p(x) / x
+
+
+@register_jitable
+def lif_coupling(s: float, tau_mem: float, tau_syn: float) -> float:
+    """Factor c(s) with V(s) = e^{-s/tau_mem} V0 + c(s) I0 (dimensionless)."""
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
+    return math.exp(-s / tau_mem) * (s / tau_mem) * phi_expm1(s * delta)
+
+
+@register_jitable
+def lif_voltage(V0: float, I0: float, s: float, tau_mem: float, tau_syn: float) -> float:
+    """V after an event-free stretch of s seconds from (V0, I0)."""
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
+    return math.exp(-s / tau_mem) * (V0 + I0 * (s / tau_mem) * phi_expm1(s * delta))
+
+
+@register_jitable
+def lif_extremum(V0: float, I0: float, tau_mem: float, tau_syn: float) -> float:
+    """Time (s, relative) of V's stationary point, or +inf if there is none at a positive time."""
+    if I0 == 0.0:
+        return math.inf
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
+    y = -tau_mem * delta * V0 / I0
+    if y <= -1.0:
+        return math.inf
+    s = tau_syn * log1p_ratio((tau_syn - tau_mem) / tau_mem) - tau_mem * (V0 / I0) * log1p_ratio(y)
+    if not s > 0.0:
+        return math.inf
+    return s
+
+
+@register_jitable
+def lif_polish_root(
+    V0: float, I0: float, lo: float, hi: float, tau_mem: float, tau_syn: float, v_th: float, t0: float
+) -> float:
+    """The root of V(s) = v_th in [lo, hi] (V(lo) < v_th <= V(hi), exactly one root).
+
+    Newton steps safeguarded by bisection; stops at a few ulps of the absolute time t0 + s.
+    Returns a point where V >= v_th (up to rounding), never later than ``hi``.
+    """
+    tol = 4.0 * 2.220446049250313e-16 * max(abs(t0) + hi, 1e-12)
+    x = hi
+    for _ in range(200):
+        V = lif_voltage(V0, I0, x, tau_mem, tau_syn)
+        f = V - v_th
+        if f >= 0.0:
+            hi = x
+        else:
+            lo = x
+        if f == 0.0 or hi - lo <= tol:
+            return hi
+        I = I0 * math.exp(-x / tau_syn)
+        dV = (I - V) / tau_mem
+        xn = 0.5 * (lo + hi)
+        if dV > 0.0:
+            cand = x - f / dV
+            if lo < cand < hi:
+                xn = cand
+        if abs(xn - x) <= 0.25 * tol:
+            return max(x, xn)
+        x = xn
+    return hi
+
+
+@register_jitable
+def lif_first_crossing(
+    V0: float, I0: float, h: float, tau_mem: float, tau_syn: float, v_th: float, t0: float
+) -> float:
+    """First s in [0, h] with V(s) >= v_th starting from (V0, I0) without input; -1.0 if none.
+
+    ``t0`` is the absolute time of the start (only used for the stopping tolerance).
+    """
+    if V0 >= v_th:
+        return 0.0
+    if not h > 0.0:
+        return -1.0
+    s_star = lif_extremum(V0, I0, tau_mem, tau_syn)
+    left = 0.0
+    if s_star < h:
+        if lif_voltage(V0, I0, s_star, tau_mem, tau_syn) >= v_th:
+            return lif_polish_root(V0, I0, 0.0, s_star, tau_mem, tau_syn, v_th, t0)
+        left = s_star
+    if lif_voltage(V0, I0, h, tau_mem, tau_syn) >= v_th:
+        return lif_polish_root(V0, I0, left, h, tau_mem, tau_syn, v_th, t0)
+    return -1.0
+
+
+@register_jitable
+def lif_may_cross(V: float, I: float, v_th: float) -> bool:
+    """Conservative test: False only if V stays below v_th for all time without further input."""
+    return V >= v_th or I >= v_th or v_th <= 0.0
