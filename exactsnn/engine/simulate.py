@@ -63,8 +63,8 @@ class Recording:
         if not 0 <= l < len(self.net.layers):
             raise ValueError(f"layer {l} out of range: the network has {len(self.net.layers)} layers")
         tq = np.atleast_1d(np.asarray(t, dtype=np.float64)).reshape(-1)
-        if not np.all(np.isfinite(tq)):
-            raise ValueError("voltage: query times must be finite")
+        if not np.all(np.isfinite(tq)) or np.any(tq < 0) or np.any(tq > self.t_max):
+            raise ValueError(f"voltage: query times must lie in [0, t_max = {self.t_max}] seconds")
         layer = self.net.layers[l]
         neuron = layer.neuron
         order = np.argsort(tq, kind="mergesort")

@@ -205,3 +205,43 @@ def lif_first_crossing(
 def lif_may_cross(V: float, I: float, v_th: float) -> bool:
     """Conservative test: False only if V stays below v_th for all time without further input."""
     return V >= v_th or I >= v_th or v_th <= 0.0
+
+
+@register_jitable
+def lif_advance(
+    V: float, I: float, t0: float, t1: float, ref_end: float, tau_mem: float, tau_syn: float, v_reset: float
+) -> tuple[float, float, float]:
+    """State (V, I) at t1 >= t0 from the state at t0 without input, V clamped at v_reset until ref_end.
+
+    Returns ``(V1, I1, I_end)``; ``I_end`` is the current at ``ref_end`` when the refractory
+    window ends in (t0, t1], NaN otherwise.
+    """
+    if ref_end > t0:
+        if ref_end > t1:
+            return v_reset, I * math.exp(-(t1 - t0) / tau_syn), math.nan
+        I_end = I * math.exp(-(ref_end - t0) / tau_syn)
+        s = t1 - ref_end
+        return lif_voltage(v_reset, I_end, s, tau_mem, tau_syn), I_end * math.exp(-s / tau_syn), I_end
+    s = t1 - t0
+    return lif_voltage(V, I, s, tau_mem, tau_syn), I * math.exp(-s / tau_syn), math.nan
+
+
+@register_jitable
+def lif_next_spike(
+    V: float, I: float, t0: float, t1: float, ref_end: float,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
+) -> float:
+    """Absolute time of the first threshold crossing in [t0, t1] without input, or -1.0 if none.
+
+    (V, I) is the state at t0; while t < ref_end the neuron is refractory (V held at v_reset).
+    """
+    if ref_end > t0:
+        if ref_end >= t1:
+            return -1.0
+        I = I * math.exp(-(ref_end - t0) / tau_syn)
+        V = v_reset
+        t0 = ref_end
+    s = lif_first_crossing(V, I, t1 - t0, tau_mem, tau_syn, v_th, t0)
+    if s < 0.0:
+        return -1.0
+    return t0 + s
