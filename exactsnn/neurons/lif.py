@@ -124,6 +124,14 @@ def lif_coupling(s: float, tau_mem: float, tau_syn: float) -> float:
 
 
 @register_jitable
+def lif_factors(s: float, tau_mem: float, tau_syn: float) -> tuple[float, float, float]:
+    """Shared propagation factors over s seconds: (a_m, c, a_s) with V1 = a_m V0 + c I0, I1 = a_s I0."""
+    a_m = math.exp(-s / tau_mem)
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
+    return a_m, a_m * (s / tau_mem) * phi_expm1(s * delta), math.exp(-s / tau_syn)
+
+
+@register_jitable
 def lif_voltage(V0: float, I0: float, s: float, tau_mem: float, tau_syn: float) -> float:
     """V after an event-free stretch of s seconds from (V0, I0)."""
     delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)

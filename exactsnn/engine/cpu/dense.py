@@ -28,44 +28,92 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from exactsnn.neurons.lif import lif_coupling, lif_next_spike, lif_voltage
+from exactsnn.neurons.lif import lif_factors, lif_next_spike, lif_voltage
 
 
 @njit(cache=True)
-def _patch_refractory(
-    I_old: np.ndarray, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray,
-    ref_spike: np.ndarray, vfix: np.ndarray, t0: float, t1: float,
-    tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
-) -> None:
-    """Compute, before the shared pass, the true V at t1 of every refractory neuron (into vfix)."""
+def _advance(
+    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float,
+    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
+    vfix: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
+) -> int:
+    """Bring the layer from t0 to t1 and add ``row`` to I; returns the new length of ``ref_list``.
+
+    Neurons in ``ref_list`` (reset pending or refractory) get their exact V at t1: v_reset while
+    the window lasts, else the free evolution from v_reset at the window's end (whose current is
+    recorded).
+    """
+    n = V.size
+    h = t1 - t0
+    aV, cI, aI = lif_factors(h, tau_mem, tau_syn)
+    # patched voltages use the current at t0, so compute them before the shared pass
     for r in range(n_ref):
         j = ref_list[r]
         te = ref_end[j]
         if te > t1:
             vfix[r] = v_reset
         else:
-            I_end = I_old[j] * math.exp(-(te - t0) / tau_syn)
+            I_end = I[j] * math.exp(-(te - t0) / tau_syn)
             out_r[ref_spike[j]] = I_end
             vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_mem, tau_syn)
+    for j in range(n):
+        v = aV * V[j] + cI * I[j]
+        I[j] = aI * I[j] + row[j]
+        V[j] = v
+    keep = 0
+    for r in range(n_ref):
+        j = ref_list[r]
+        V[j] = vfix[r]
+        if ref_end[j] > t1:
+            ref_list[keep] = j
+            keep += 1
+        else:
+            in_ref[j] = False
+    return keep
 
 
 @njit(cache=True)
-def _apply_refractory(
-    V: np.ndarray, I: np.ndarray, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, vfix: np.ndarray,
-    t1: float, v_th: float, cand: np.ndarray, n_cand: int,
-) -> tuple[int, int]:
-    """Write the patched voltages, drop closed windows; returns (n_ref, n_cand)."""
-    r = 0
-    for k in range(n_ref):
-        j = ref_list[k]
-        V[j] = vfix[k]
-        if ref_end[j] > t1:
-            ref_list[r] = j
-            r += 1
-        elif V[j] >= v_th and I[j] < v_th and n_cand < cand.size:
-            cand[n_cand] = j  # not flagged by the shared pass, which saw the clamped value
+def _add_row(I: np.ndarray, row: np.ndarray) -> None:
+    for j in range(I.size):
+        I[j] += row[j]
+
+
+@njit(cache=True)
+def _screen(
+    V: np.ndarray, I: np.ndarray, t1: float, t2: float, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray,
+    cand: np.ndarray, tau_mem: float, tau_syn: float, v_th: float,
+) -> int:
+    """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
+
+    Exact screens (no input until t2): a neuron can only cross if V(t2) >= v_th, or V >= v_th
+    already, or V is rising (I > V) and V0 + (max(I0, 0) - V0)(t2 - t1)/tau_mem >= v_th (V rises at
+    most at its initial slope before its only maximum). A vectorisable counting pass comes first;
+    the list is built only when something was flagged. Neurons whose reset window ends before t2
+    are always listed (their V restarts from v_reset inside the stretch).
+    """
+    n = V.size
+    h = t2 - t1
+    aV, cI, _ = lif_factors(h, tau_mem, tau_syn)
+    k = h / tau_mem
+    count = 0
+    for j in range(n):
+        v = V[j]
+        i = I[j]
+        count += (aV * v + cI * i >= v_th) | (v >= v_th) | ((i > v) & (v + (max(i, 0.0) - v) * k >= v_th))
+    n_cand = 0
+    if count > 0:
+        for j in range(n):
+            v = V[j]
+            i = I[j]
+            if (aV * v + cI * i >= v_th) | (v >= v_th) | ((i > v) & (v + (max(i, 0.0) - v) * k >= v_th)):
+                cand[n_cand] = j
+                n_cand += 1
+    for r in range(n_ref):
+        j = ref_list[r]
+        if ref_end[j] < t2:
+            cand[n_cand] = j
             n_cand += 1
-    return r, n_cand
+    return n_cand
 
 
 @njit(cache=True)
@@ -82,119 +130,92 @@ def dense_sample(
     cap = out_t.size
     V = np.zeros(n)
     I = np.zeros(n)
-    I_old = np.zeros(n)
+    zero_row = np.zeros(n)
     ref_end = np.full(n, -np.inf)
+    in_ref = np.zeros(n, np.bool_)
     ref_list = np.empty(n, np.int64)
     ref_spike = np.zeros(n, np.int64)
     vfix = np.empty(n)
-    cand = np.empty(2 * n + 2, np.int64)
+    pred = np.full(n, -1.0)
+    cand = np.empty(2 * n + 1, np.int64)
+    if v_th <= 0.0:
+        # the screens' bound needs v_th > 0: search every neuron instead
+        all_neurons = np.arange(n)
     n_ref = 0
     n_cand = 0
-    every = v_th <= 0.0  # the bound needs v_th > 0; otherwise search every neuron
     n_ev = np.searchsorted(tin, t_max, side="right")
     count = 0
     t = 0.0
     ev = 0
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
-        h = t_next - t
-        aV = math.exp(-h / tau_mem)
-        cI = lif_coupling(h, tau_mem, tau_syn)
-        # ---- spikes in (t, t_next]
-        while True:
+        # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
+        if v_th <= 0.0:
+            n_cand = n
+            cand[:n] = all_neurons
+        for k in range(n_cand):
+            j = cand[k]
+            pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+        while n_cand > 0:
             best = math.inf
             bj = -1
-            m = n if every else n_cand
-            for k in range(m):
-                j = k if every else cand[k]
-                v0 = V[j]
-                i0 = I[j]
-                if ref_end[j] <= t:
-                    # cheap screens (exact bounds), then the exact search
-                    v_end = aV * v0 + cI * i0
-                    if v_end < v_th:
-                        if not (i0 > v0 and v0 + (max(i0, 0.0) - v0) * (h / tau_mem) >= v_th) and v0 < v_th:
-                            continue
-                ts = lif_next_spike(v0, i0, t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
-                if ts >= 0.0 and ts < best:
-                    best = ts
+            for k in range(n_cand):
+                j = cand[k]
+                if pred[j] >= 0.0 and pred[j] < best:
+                    best = pred[j]
                     bj = j
             if bj < 0:
                 break
-            # bring the layer to the spike
-            s = best - t
-            a2 = math.exp(-s / tau_mem)
-            c2 = lif_coupling(s, tau_mem, tau_syn)
-            d2 = math.exp(-s / tau_syn)
-            if n_ref > 0:
-                I_old[:] = I
-                _patch_refractory(I_old, ref_list, n_ref, ref_end, ref_spike, vfix, t, best,
-                                  tau_mem, tau_syn, v_reset, out_r)
-            for j in range(n):
-                V[j] = a2 * V[j] + c2 * I[j]
-                I[j] = d2 * I[j]
-            if n_ref > 0:
-                n_ref, n_cand = _apply_refractory(V, I, ref_list, n_ref, ref_end, vfix, best, v_th, cand, n_cand)
-            t = best
-            h = t_next - t
-            aV = math.exp(-h / tau_mem)
-            cI = lif_coupling(h, tau_mem, tau_syn)
             if count >= cap:
                 return -1
-            out_t[count] = t
+            out_t[count] = best
             out_u[count] = bj
-            out_i[count] = I[bj]
+            out_i[count] = I[bj] * math.exp(-(best - t) / tau_syn)
             out_r[count] = math.nan
-            V[bj] = v_reset
-            if t_ref > 0.0:
-                ref_end[bj] = t + t_ref
-                ref_spike[bj] = count
+            if in_ref[bj]:
+                # its previous window closed inside this stretch: record that window's end current
+                out_r[ref_spike[bj]] = I[bj] * math.exp(-(ref_end[bj] - t) / tau_syn)
+            else:
+                in_ref[bj] = True
                 ref_list[n_ref] = bj
                 n_ref += 1
+            # the reset is applied lazily: V restarts from v_reset at ref_end (= spike + t_ref)
+            ref_end[bj] = best + t_ref
+            ref_spike[bj] = count
+            V[bj] = v_reset
             count += 1
             if has_rec:
-                # zero-delay recurrent input; the candidate set can only grow through it
-                row = Rt[bj]
-                n_cand = 0
-                for j in range(n):
-                    I[j] += row[j]
-                    cand[n_cand] = j
-                    n_cand += (I[j] >= v_th) | (V[j] >= v_th)
+                # zero-delay recurrent input changes every neuron: bring the layer to the spike
+                n_ref = _advance(V, I, Rt[bj], t, best, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                                 vfix, tau_mem, tau_syn, v_reset, out_r)
+                t = best
+                if v_th > 0.0:
+                    n_cand = _screen(V, I, t, t_next, ref_list, n_ref, ref_end, cand, tau_mem, tau_syn, v_th)
+                for k in range(n_cand):
+                    j = cand[k]
+                    pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+            else:
+                # nothing else changed: only the spiking neuron needs a new prediction
+                pred[bj] = lif_next_spike(V[bj], I[bj], t, t_next, ref_end[bj], tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
-        if n_ref > 0:
-            I_old[:] = I
-            _patch_refractory(I_old, ref_list, n_ref, ref_end, ref_spike, vfix, t, t_next,
-                              tau_mem, tau_syn, v_reset, out_r)
-        aI = math.exp(-h / tau_syn)
-        row = Wt[uin[ev]]
+        n_ref = _advance(V, I, Wt[uin[ev]], t, t_next, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                         vfix, tau_mem, tau_syn, v_reset, out_r)
         ev += 1
-        n_cand = 0
-        for j in range(n):
-            v = aV * V[j] + cI * I[j]
-            i = aI * I[j] + row[j]
-            V[j] = v
-            I[j] = i
-            cand[n_cand] = j
-            n_cand += (i >= v_th) | (v >= v_th)
         while ev < n_ev and tin[ev] == t_next:
-            row = Wt[uin[ev]]
+            _add_row(I, Wt[uin[ev]])
             ev += 1
-            n_cand = 0
-            for j in range(n):
-                i = I[j] + row[j]
-                I[j] = i
-                cand[n_cand] = j
-                n_cand += (i >= v_th) | (V[j] >= v_th)
-        if n_ref > 0:
-            n_ref, n_cand = _apply_refractory(V, I, ref_list, n_ref, ref_end, vfix, t_next, v_th, cand, n_cand)
         t = t_next
+        if v_th > 0.0:
+            t2 = tin[ev] if ev < n_ev else t_max
+            n_cand = _screen(V, I, t, t2, ref_list, n_ref, ref_end, cand, tau_mem, tau_syn, v_th)
     # refractory windows that close by t_max still need their end current
-    if n_ref > 0 and t < t_max:
-        I_old[:] = I
-        _patch_refractory(I_old, ref_list, n_ref, ref_end, ref_spike, vfix, t, t_max,
-                          tau_mem, tau_syn, v_reset, out_r)
+    if n_ref > 0:
+        _advance(V, I, zero_row, t, t_max, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                 vfix, tau_mem, tau_syn, v_reset, out_r)
+    if t_ref == 0.0:
+        out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count
 
 
