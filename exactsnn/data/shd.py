@@ -14,8 +14,9 @@ Layout read and written here (B samples; every path is relative to the file root
 
 Reading casts the times to float64 *before* any arithmetic (float16 overflows past 65504, which
 bit loaders that rescaled to microseconds first). Samples whose events are not sorted in time are
-sorted; events with non-finite times (a few samples in some published files) are dropped with one
-:class:`NonFiniteSpikesWarning` that carries the count. A file that is not HDF5, lacks a group or
+sorted, and simultaneous events are put in unit order (SpikeBatch's tie rule; float16 times have
+many ties). Events with non-finite times (a few samples in some published files) are dropped with
+one :class:`NonFiniteSpikesWarning` that carries the count. A file that is not HDF5, lacks a group or
 has mismatched lengths raises a one-line ``ValueError`` naming the file and the problem.
 
 Simulation results (:func:`write_layers_h5`, :class:`LayerSpikesWriter`) use the same layout once
@@ -43,6 +44,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from numba import njit
 
 from exactsnn.events import SpikeBatch
 
@@ -110,6 +112,78 @@ def _read_rows(ds: h5py.Dataset, idx: np.ndarray | None) -> Sequence[np.ndarray]
     uniq, inverse = np.unique(idx, return_inverse=True)
     rows = ds[uniq]  # h5py needs increasing coordinates
     return [rows[k] for k in inverse.reshape(-1)]
+
+
+@njit(cache=True)
+def _order_ties(t: np.ndarray, u: np.ndarray) -> None:
+    """In place: within runs of equal times (t sorted), order events by unit (insertion sort, O(n) for short runs)."""
+    n = t.size
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and t[j] == t[i]:
+            j += 1
+        for a in range(i + 1, j):
+            key = u[a]
+            b = a - 1
+            while b >= i and u[b] > key:
+                u[b + 1] = u[b]
+                b -= 1
+            u[b + 1] = key
+        i = j
+
+
+def _assemble(
+    rows_t: Sequence[np.ndarray], rows_u: Sequence[np.ndarray], samples: np.ndarray, path: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat float64 times, int32 units and offsets from per-sample rows (cast once, before arithmetic)."""
+    n_t = np.fromiter((len(r) for r in rows_t), dtype=np.int64, count=len(rows_t))
+    n_u = np.fromiter((len(r) for r in rows_u), dtype=np.int64, count=len(rows_u))
+    if np.any(n_t != n_u):
+        k = int(np.argmax(n_t != n_u))
+        raise ValueError(f"{path}: sample {int(samples[k])} has {n_t[k]} spike times but {n_u[k]} units")
+    offsets = np.zeros(len(rows_t) + 1, dtype=np.int64)
+    np.cumsum(n_t, out=offsets[1:])
+    if offsets[-1] == 0:
+        return np.zeros(0), np.zeros(0, np.int32), offsets
+    times = np.concatenate(rows_t).astype(np.float64)
+    raw_u = np.concatenate(rows_u)
+    if raw_u.dtype.kind == "f" and not (np.all(np.isfinite(raw_u)) and np.all(raw_u == np.round(raw_u))):
+        pos = int(np.argmax(~np.isfinite(raw_u) | (raw_u != np.round(raw_u))))
+        b = int(samples[int(np.searchsorted(offsets, pos, side="right") - 1)])
+        raise ValueError(f"{path}: sample {b} has non-integer unit indices")
+    if raw_u.size and (raw_u.min() < 0 or raw_u.max() > np.iinfo(np.int32).max):
+        pos = int(np.argmax((raw_u < 0) | (raw_u > np.iinfo(np.int32).max)))
+        b = int(samples[int(np.searchsorted(offsets, pos, side="right") - 1)])
+        raise ValueError(f"{path}: sample {b} has unit index {raw_u[pos]} outside [0, 2^31)")
+    return times, raw_u.astype(np.int32), offsets
+
+
+def _compress(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the events where ``keep`` is true; offsets follow."""
+    sample_of = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    counts = np.bincount(sample_of[keep], minlength=offsets.size - 1)
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(counts, out=new_offsets[1:])
+    return times[keep], units[keep], new_offsets
+
+
+@njit(cache=True)
+def _canonicalise(t: np.ndarray, u: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Put ties of sorted samples in unit order, in place; flag the samples not sorted in time."""
+    B = offsets.size - 1
+    unsorted = np.zeros(B, dtype=np.bool_)
+    for b in range(B):
+        lo, hi = offsets[b], offsets[b + 1]
+        for i in range(lo + 1, hi):
+            if t[i] < t[i - 1]:
+                unsorted[b] = True
+                break
+        if not unsorted[b]:
+            _order_ties(t[lo:hi], u[lo:hi])
+    return unsorted
 
 
 def _normalise_indices(
@@ -189,46 +263,28 @@ def read_spikes_h5(
             if labels.dtype.kind in "iub":
                 labels = labels.astype(np.int64)
     samples = idx if idx is not None else np.arange(n)
-    times_list, units_list, counts = [], [], [0]
-    n_dropped, n_bad_samples = 0, 0
-    for k, (t_raw, u_raw) in enumerate(zip(rows_t, rows_u, strict=True)):
-        t = np.asarray(t_raw).astype(np.float64)  # cast before any arithmetic
-        u_arr = np.asarray(u_raw)
-        if t.size != u_arr.size:
-            raise ValueError(
-                f"{p}: sample {int(samples[k])} has {t.size} spike times but {u_arr.size} units"
-            )
-        if u_arr.dtype.kind == "f":
-            if not (np.all(np.isfinite(u_arr)) and np.all(u_arr == np.round(u_arr))):
-                raise ValueError(f"{p}: sample {int(samples[k])} has non-integer unit indices")
-        u = u_arr.astype(np.int64)
-        finite = np.isfinite(t)
-        if not finite.all():
-            n_dropped += int(t.size - finite.sum())
-            n_bad_samples += 1
-            t, u = t[finite], u[finite]
-        if t.size and t.min() < 0:
-            raise ValueError(f"{p}: sample {int(samples[k])} has a negative spike time ({t.min():g} s)")
-        if u.size and u.min() < 0:
-            raise ValueError(f"{p}: sample {int(samples[k])} has a negative unit index")
-        if t.size > 1 and np.any(np.diff(t) < 0):
-            order = np.argsort(t, kind="stable")
-            t, u = t[order], u[order]
-        if t_max is not None and t.size and t[-1] > t_max:
-            keep = int(np.searchsorted(t, t_max, side="right"))
-            t, u = t[:keep], u[:keep]
-        times_list.append(t)
-        units_list.append(u)
-        counts.append(t.size)
+    times, units, offsets = _assemble(rows_t, rows_u, samples, p)
+    keep = np.isfinite(times)
+    n_dropped = int(keep.size - np.count_nonzero(keep))
     if n_dropped:
-        msg = (
-            f"{p}: dropped {n_dropped} event(s) with non-finite spike times "
-            f"in {n_bad_samples} sample(s)"
-        )
+        sample_of = np.repeat(np.arange(len(samples)), np.diff(offsets))
+        n_bad_samples = int(np.unique(sample_of[~keep]).size)
+        msg = f"{p}: dropped {n_dropped} event(s) with non-finite spike times in {n_bad_samples} sample(s)"
         warnings.warn(NonFiniteSpikesWarning(msg, n_dropped, n_bad_samples, p), stacklevel=2)
-    times = np.concatenate(times_list) if times_list else np.zeros(0)
-    units = np.concatenate(units_list) if units_list else np.zeros(0, np.int64)
-    offsets = np.cumsum(counts, dtype=np.int64)
+    if t_max is not None:
+        keep &= times <= t_max
+    if not keep.all():
+        times, units, offsets = _compress(times, units, offsets, keep)
+    if times.size and times.min() < 0:
+        pos = int(np.argmin(times))
+        b = int(samples[int(np.searchsorted(offsets, pos, side="right") - 1)])
+        raise ValueError(f"{p}: sample {b} has a negative spike time ({times[pos]:g} s)")
+    # sort each sample by time; simultaneous events in canonical unit order (SpikeBatch's tie rule)
+    for k in np.flatnonzero(_canonicalise(times, units, offsets)):
+        lo, hi = offsets[k], offsets[k + 1]
+        order = np.argsort(times[lo:hi], kind="stable")
+        times[lo:hi], units[lo:hi] = times[lo:hi][order], units[lo:hi][order]
+        _order_ties(times[lo:hi], units[lo:hi])
     if n_units is None:
         if declared is not None:
             n_units = int(declared)

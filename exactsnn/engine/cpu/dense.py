@@ -33,19 +33,19 @@ from exactsnn.neurons.lif import lif_factors, lif_next_spike, lif_voltage
 
 @njit(cache=True)
 def _advance(
-    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float,
+    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, aV: float, cI: float, aI: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
     vfix: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
 ) -> int:
     """Bring the layer from t0 to t1 and add ``row`` to I; returns the new length of ``ref_list``.
+
+    (aV, cI, aI) are the shared factors of :func:`lif_factors` for t1 - t0.
 
     Neurons in ``ref_list`` (reset pending or refractory) get their exact V at t1: v_reset while
     the window lasts, else the free evolution from v_reset at the window's end (whose current is
     recorded).
     """
     n = V.size
-    h = t1 - t0
-    aV, cI, aI = lif_factors(h, tau_mem, tau_syn)
     # patched voltages use the current at t0, so compute them before the shared pass
     for r in range(n_ref):
         j = ref_list[r]
@@ -80,8 +80,8 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 @njit(cache=True)
 def _screen(
-    V: np.ndarray, I: np.ndarray, t1: float, t2: float, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray,
-    cand: np.ndarray, tau_mem: float, tau_syn: float, v_th: float,
+    V: np.ndarray, I: np.ndarray, t1: float, t2: float, aV: float, cI: float,
+    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, cand: np.ndarray, tau_mem: float, v_th: float,
 ) -> int:
     """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
 
@@ -89,12 +89,11 @@ def _screen(
     already, or V is rising (I > V) and V0 + (max(I0, 0) - V0)(t2 - t1)/tau_mem >= v_th (V rises at
     most at its initial slope before its only maximum). A vectorisable counting pass comes first;
     the list is built only when something was flagged. Neurons whose reset window ends before t2
-    are always listed (their V restarts from v_reset inside the stretch).
+    are always listed (their V restarts from v_reset inside the stretch). (aV, cI) are the
+    factors of :func:`lif_factors` for t2 - t1.
     """
     n = V.size
-    h = t2 - t1
-    aV, cI, _ = lif_factors(h, tau_mem, tau_syn)
-    k = h / tau_mem
+    k = (t2 - t1) / tau_mem
     count = 0
     for j in range(n):
         v = V[j]
@@ -147,6 +146,8 @@ def dense_sample(
     count = 0
     t = 0.0
     ev = 0
+    fh = -1.0  # the stretch length the cached factors (fa, fc, fi) belong to
+    fa = fc = fi = 0.0
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
@@ -186,11 +187,14 @@ def dense_sample(
             count += 1
             if has_rec:
                 # zero-delay recurrent input changes every neuron: bring the layer to the spike
-                n_ref = _advance(V, I, Rt[bj], t, best, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
+                n_ref = _advance(V, I, Rt[bj], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
                                  vfix, tau_mem, tau_syn, v_reset, out_r)
                 t = best
+                fh = t_next - t
+                fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
                 if v_th > 0.0:
-                    n_cand = _screen(V, I, t, t_next, ref_list, n_ref, ref_end, cand, tau_mem, tau_syn, v_th)
+                    n_cand = _screen(V, I, t, t_next, fa, fc, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
                 for k in range(n_cand):
                     j = cand[k]
                     pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
@@ -200,19 +204,26 @@ def dense_sample(
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
-        n_ref = _advance(V, I, Wt[uin[ev]], t, t_next, ref_list, n_ref, ref_end, ref_spike, in_ref,
+        if t_next - t != fh:
+            fh = t_next - t
+            fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
+        n_ref = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
                          vfix, tau_mem, tau_syn, v_reset, out_r)
         ev += 1
         while ev < n_ev and tin[ev] == t_next:
             _add_row(I, Wt[uin[ev]])
             ev += 1
         t = t_next
+        # factors of the next stretch: used by the screen now and by the next advance
+        t2 = tin[ev] if ev < n_ev else t_max
+        fh = t2 - t
+        fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
         if v_th > 0.0:
-            t2 = tin[ev] if ev < n_ev else t_max
-            n_cand = _screen(V, I, t, t2, ref_list, n_ref, ref_end, cand, tau_mem, tau_syn, v_th)
+            n_cand = _screen(V, I, t, t2, fa, fc, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
-        _advance(V, I, zero_row, t, t_max, ref_list, n_ref, ref_end, ref_spike, in_ref,
+        fa, fc, fi = lif_factors(t_max - t, tau_mem, tau_syn)
+        _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
                  vfix, tau_mem, tau_syn, v_reset, out_r)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
