@@ -29,8 +29,8 @@ def _canonical_ties(times: np.ndarray, units: np.ndarray, offsets: np.ndarray) -
     boundaries = offsets[1:-1]
     boundaries = boundaries[(boundaries > 0) & (boundaries < times.size)]
     same[boundaries - 1] = False
-    if not same.any():
-        return times, units
+    if not (same & (units[1:] < units[:-1])).any():
+        return times, units  # ties already in canonical order (the common case)
     sample_id = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
     order = np.lexsort((units, times, sample_id))
     return times[order], units[order]

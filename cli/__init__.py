@@ -1,0 +1,1 @@
+"""The exactsnn command-line interface (import name ``exactsnn_cli``)."""
