@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from exactsnn_cli.simulate import simulate
 
 app = typer.Typer(

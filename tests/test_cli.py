@@ -5,12 +5,12 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from exactsnn_cli.main import app
 from typer.testing import CliRunner
 
 import exactsnn as es
 from exactsnn.checkpoint import load_checkpoint, save_checkpoint
 from exactsnn.data.shd import read_spikes_h5
+from exactsnn_cli.main import app
 
 runner = CliRunner()
 
