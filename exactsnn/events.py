@@ -51,7 +51,7 @@ class SpikeBatch:
     n_units: int | None = None
 
     def __post_init__(self) -> None:
-        times = np.ascontiguousarray(np.asarray(self.times, dtype=np.float64).reshape(-1))
+        times = np.array(self.times, dtype=np.float64, copy=True).reshape(-1)  # never alias the caller's data
         units_in = np.asarray(self.units).reshape(-1)
         offsets_in = np.asarray(self.offsets).reshape(-1)
         if units_in.size and not np.issubdtype(units_in.dtype, np.integer):
@@ -59,8 +59,8 @@ class SpikeBatch:
                 raise ValueError("SpikeBatch: units must be integers")
         if offsets_in.size and not np.issubdtype(offsets_in.dtype, np.integer):
             raise ValueError("SpikeBatch: offsets must be integers")
-        units = np.ascontiguousarray(units_in.astype(np.int64))
-        offsets = np.ascontiguousarray(offsets_in.astype(np.int64))
+        units = units_in.astype(np.int64)  # a copy
+        offsets = offsets_in.astype(np.int64)
         if offsets.size < 1 or offsets[0] != 0:
             raise ValueError("SpikeBatch: offsets must start at 0 and have length B+1")
         if times.size != units.size:
@@ -123,6 +123,9 @@ class SpikeBatch:
             u = np.asarray(u).reshape(-1)
             if t.size != u.size:
                 raise ValueError(f"SpikeBatch: sample {b} has {t.size} times but {u.size} units")
+            if u.size and not np.issubdtype(u.dtype, np.integer):
+                if not np.issubdtype(u.dtype, np.number) or not np.all(np.isfinite(u)) or np.any(u != np.round(u)):
+                    raise ValueError(f"SpikeBatch: sample {b} has non-integer unit indices")
             times_list.append(t)
             units_list.append(u.astype(np.int64) if u.size else np.zeros(0, np.int64))
             counts.append(t.size)
