@@ -13,8 +13,9 @@ Closed form over an event-free stretch of length s (a_m = e^{-s/tau_mem}, a_s = 
          = a_m [V0 + I0 (s/tau_mem) phi(s delta)],   delta = (tau_syn - tau_mem)/(tau_mem tau_syn),
                                                      phi(x) = expm1(x)/x,  phi(0) = 1
 
-The second form is the one evaluated: it has no division by tau_syn - tau_mem, so it is exact for
-tau_mem == tau_syn (V = e^{-s/tau}(V0 + I0 s/tau)) and accurate when they are nearly equal.
+For |s delta| < 1 the second form is evaluated: it has no division by tau_syn - tau_mem, so it is
+exact for tau_mem == tau_syn (V = e^{-s/tau}(V0 + I0 s/tau)) and accurate when they are nearly
+equal. Beyond, the first form is used: no cancellation there, and no inf * 0 after long gaps.
 
 Extremum. V' = (I - V)/tau_mem is a sum of two exponentials, so V has at most one stationary point.
 Solving I(s) = V(s) gives e^{s delta} = (tau_syn/tau_mem)(1 + y), y = -tau_mem delta V0/I0, i.e.::
@@ -117,25 +118,39 @@ def log1p_ratio(x: float) -> float:
 
 
 @register_jitable
+def lif_coupling_from(a_m: float, a_s: float, s: float, tau_mem: float, tau_syn: float) -> float:
+    """c(s) from a_m = e^{-s/tau_mem} and a_s = e^{-s/tau_syn}.
+
+    For |s delta| < 1 the expm1 form (no cancellation, exact at tau_mem == tau_syn); beyond, the
+    difference form (a_s - a_m)/(tau_mem delta), which cannot overflow where e^{-s/tau_mem}
+    underflows and expm1(s delta) overflows (long gaps with tau_syn > tau_mem).
+    """
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
+    x = s * delta
+    if abs(x) < 1.0:
+        return a_m * (s / tau_mem) * phi_expm1(x)
+    return (a_s - a_m) / (tau_mem * delta)
+
+
+@register_jitable
 def lif_coupling(s: float, tau_mem: float, tau_syn: float) -> float:
     """Factor c(s) with V(s) = e^{-s/tau_mem} V0 + c(s) I0 (dimensionless)."""
-    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
-    return math.exp(-s / tau_mem) * (s / tau_mem) * phi_expm1(s * delta)
+    return lif_coupling_from(math.exp(-s / tau_mem), math.exp(-s / tau_syn), s, tau_mem, tau_syn)
 
 
 @register_jitable
 def lif_factors(s: float, tau_mem: float, tau_syn: float) -> tuple[float, float, float]:
     """Shared propagation factors over s seconds: (a_m, c, a_s) with V1 = a_m V0 + c I0, I1 = a_s I0."""
     a_m = math.exp(-s / tau_mem)
-    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
-    return a_m, a_m * (s / tau_mem) * phi_expm1(s * delta), math.exp(-s / tau_syn)
+    a_s = math.exp(-s / tau_syn)
+    return a_m, lif_coupling_from(a_m, a_s, s, tau_mem, tau_syn), a_s
 
 
 @register_jitable
 def lif_voltage(V0: float, I0: float, s: float, tau_mem: float, tau_syn: float) -> float:
     """V after an event-free stretch of s seconds from (V0, I0)."""
-    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
-    return math.exp(-s / tau_mem) * (V0 + I0 * (s / tau_mem) * phi_expm1(s * delta))
+    a_m, c, _ = lif_factors(s, tau_mem, tau_syn)
+    return a_m * V0 + c * I0
 
 
 @register_jitable

@@ -76,6 +76,17 @@ def heap_pop(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb:
 
 
 @njit(cache=True)
+def heap_reserve(
+    ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int, extra: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The heap arrays, grown (doubled past the need) if ``extra`` more entries would not fit."""
+    if size + extra <= ht.size:
+        return ht, hk, hs, ha, hb
+    cap = 2 * (size + extra)
+    return grow(ht, cap), grow(hk, cap), grow(hs, cap), grow(ha, cap), grow(hb, cap)
+
+
+@njit(cache=True)
 def grow(a: np.ndarray, new_cap: int) -> np.ndarray:
     """A copy of ``a`` (any dtype) with room for ``new_cap`` entries."""
     out = np.empty(new_cap, a.dtype)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from exactsnn.engine.cpu.heap import grow, heap_pop, heap_push
+from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_reserve
 from exactsnn.neurons.lif import lif_advance, lif_may_cross, lif_next_spike
 
 _CROSS = 0  # kind of a predicted threshold crossing (handled first on equal times)
@@ -79,6 +79,14 @@ def queue_sample(
     seq = 0
     count = 0
     p = 0
+    if lif_may_cross(0.0, 0.0, v_th):
+        # rest at or above threshold (v_th <= 0): every neuron may fire before any input
+        for j in range(n):
+            ts = lif_next_spike(0.0, 0.0, 0.0, t_max, -math.inf, tau_mem, tau_syn, v_th, v_reset)
+            if ts >= 0.0:
+                ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+                size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, 0)
+                seq += 1
     while True:
         t_ff = at[order[p]] if p < k else math.inf
         t_h = ht[0] if size > 0 else math.inf
@@ -111,13 +119,7 @@ def queue_sample(
                     ref_spike[j] = count
                 count += 1
                 if has_rec:
-                    if size + n > ht.size:
-                        new_cap = 2 * (size + n)
-                        ht = grow(ht, new_cap)
-                        hk = grow(hk, new_cap)
-                        hs = grow(hs, new_cap)
-                        ha = grow(ha, new_cap)
-                        hb = grow(hb, new_cap)
+                    ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, n)
                     for m in range(n):
                         if R[m, j] != 0.0:
                             ta = t + E[m, j]
@@ -143,13 +145,7 @@ def queue_sample(
         if lif_may_cross(v_now, I[j], v_th):
             ts = lif_next_spike(V[j], I[j], t, t_max, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
             if ts >= 0.0:
-                if size + 1 > ht.size:
-                    new_cap = 2 * (size + 1)
-                    ht = grow(ht, new_cap)
-                    hk = grow(hk, new_cap)
-                    hs = grow(hs, new_cap)
-                    ha = grow(ha, new_cap)
-                    hb = grow(hb, new_cap)
+                ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
                 size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, version[j])
                 seq += 1
     # refractory windows that close by t_max still need their end current
