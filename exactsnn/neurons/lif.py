@@ -29,7 +29,7 @@ if s* lies in (0, h) and V(s*) >= v_th the (unique) first crossing is in [0, s*]
 monotonically; otherwise V is monotone on [s*, h] (or on all of [0, h]) and a crossing exists iff
 V(h) >= v_th, in [s*, h] (or [0, h]). An up-and-down excursion above threshold between two events
 is therefore always caught, unlike a test of the interval's end points. The bracket holds exactly
-one root; a Newton iteration safeguarded by bisection polishes it to a few ulps.
+one root; a Newton iteration safeguarded by the bracket and bisection polishes it to a few ulps.
 
 Conservative bound used to skip the search: with I0 >= 0, V(s) <= max(V0, I0) for all s >= 0 (V
 relaxes towards I, which decays towards 0); in general V(s) <= max(V0, I0, 0). A neuron whose V
@@ -170,34 +170,46 @@ def lif_extremum(V0: float, I0: float, tau_mem: float, tau_syn: float) -> float:
 
 @register_jitable
 def lif_polish_root(
-    V0: float, I0: float, lo: float, hi: float, tau_mem: float, tau_syn: float, v_th: float, t0: float
+    V0: float, I0: float, lo: float, hi: float, v_lo: float, v_hi: float,
+    tau_mem: float, tau_syn: float, v_th: float, t0: float,
 ) -> float:
-    """The root of V(s) = v_th in [lo, hi] (V(lo) < v_th <= V(hi), exactly one root).
+    """The root of V(s) = v_th in [lo, hi] (v_lo = V(lo) < v_th <= v_hi = V(hi), exactly one root).
 
-    Newton steps safeguarded by bisection; stops at a few ulps of the absolute time t0 + s.
-    Returns a point where V >= v_th (up to rounding), never later than ``hi``.
+    Starts at the secant point, then Newton steps (V' is closed-form) kept inside the shrinking
+    bracket; a bisection replaces any step that would leave it or that does not at least halve
+    the previous one (so a flat end, e.g. a peak at hi, cannot stall it). Stops at a few ulps of
+    the absolute time t0 + s.
     """
     tol = 4.0 * 2.220446049250313e-16 * max(abs(t0) + hi, 1e-12)
-    x = hi
+    x = lo + (hi - lo) * ((v_th - v_lo) / (v_hi - v_lo))
+    if not lo < x < hi:
+        x = 0.5 * (lo + hi)
+    dx = hi - lo
+    dx_old = 2.0 * dx
     for _ in range(200):
-        V = lif_voltage(V0, I0, x, tau_mem, tau_syn)
+        a_m, c, a_s = lif_factors(x, tau_mem, tau_syn)
+        V = a_m * V0 + c * I0
         f = V - v_th
         if f >= 0.0:
             hi = x
         else:
             lo = x
-        if f == 0.0 or hi - lo <= tol:
-            return hi
-        I = I0 * math.exp(-x / tau_syn)
-        dV = (I - V) / tau_mem
-        xn = 0.5 * (lo + hi)
-        if dV > 0.0:
-            cand = x - f / dV
-            if lo < cand < hi:
-                xn = cand
-        if abs(xn - x) <= 0.25 * tol:
-            return max(x, xn)
-        x = xn
+        if f == 0.0:
+            return x
+        d1 = (a_s * I0 - V) / tau_mem
+        newton = x - f / d1 if d1 > 0.0 else math.inf
+        if lo < newton < hi and abs(2.0 * f) <= abs(dx_old * d1):
+            dx_old = dx
+            dx = x - newton
+            x = newton
+            if abs(dx) <= tol:
+                return x
+        else:
+            dx_old = dx
+            dx = 0.5 * (hi - lo)
+            x = lo + dx
+            if dx <= tol:
+                return hi
     return hi
 
 
@@ -215,12 +227,16 @@ def lif_first_crossing(
         return -1.0
     s_star = lif_extremum(V0, I0, tau_mem, tau_syn)
     left = 0.0
+    v_left = V0
     if s_star < h:
-        if lif_voltage(V0, I0, s_star, tau_mem, tau_syn) >= v_th:
-            return lif_polish_root(V0, I0, 0.0, s_star, tau_mem, tau_syn, v_th, t0)
+        v_star = lif_voltage(V0, I0, s_star, tau_mem, tau_syn)
+        if v_star >= v_th:
+            return lif_polish_root(V0, I0, 0.0, s_star, V0, v_star, tau_mem, tau_syn, v_th, t0)
         left = s_star
-    if lif_voltage(V0, I0, h, tau_mem, tau_syn) >= v_th:
-        return lif_polish_root(V0, I0, left, h, tau_mem, tau_syn, v_th, t0)
+        v_left = v_star
+    v_h = lif_voltage(V0, I0, h, tau_mem, tau_syn)
+    if v_h >= v_th:
+        return lif_polish_root(V0, I0, left, h, v_left, v_h, tau_mem, tau_syn, v_th, t0)
     return -1.0
 
 
