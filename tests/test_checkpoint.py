@@ -24,8 +24,14 @@ def make_net():
         n_inputs=15,
         layers=[
             es.Layer(
-                10, es.LIF(tau_mem=15e-3, tau_syn=6e-3, v_th=1.1, v_reset=-0.2, t_ref=2e-3),
-                recurrent=True, delays=True, weight_mean=0.2, weight_std=0.3, recurrent_std=0.1, delay_max=5e-3,
+                10,
+                es.LIF(tau_mem=15e-3, tau_syn=6e-3, v_th=1.1, v_reset=-0.2, t_ref=2e-3),
+                recurrent=True,
+                delays=True,
+                weight_mean=0.2,
+                weight_std=0.3,
+                recurrent_std=0.1,
+                delay_max=5e-3,
             ),
             es.Layer(7, es.LIF(), weight_mean=0.4),
             es.Layer(4, es.LI(tau_mem=30e-3, tau_syn=1e-3)),

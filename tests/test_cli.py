@@ -55,8 +55,21 @@ def test_help_lists_commands():
     assert "simulate" in result.output
     result = invoke("simulate", "--help")
     assert result.exit_code == 0
-    for opt in ("--out", "--checkpoint", "--hidden", "--recurrent", "--delays", "--tau-mem", "--t-max",
-                "--batch-size", "--n-inputs", "--demo", "--save-checkpoint", "--readout", "--seed"):
+    for opt in (
+        "--out",
+        "--checkpoint",
+        "--hidden",
+        "--recurrent",
+        "--delays",
+        "--tau-mem",
+        "--t-max",
+        "--batch-size",
+        "--n-inputs",
+        "--demo",
+        "--save-checkpoint",
+        "--readout",
+        "--seed",
+    ):
         assert opt in result.output
 
 
@@ -93,9 +106,30 @@ def test_input_file_matches_library_simulation(tmp_path):
     make_shd_file(inp)
     out = tmp_path / "out.h5"
     ckpt = tmp_path / "net.h5"
-    result = invoke("simulate", inp, "--out", out, "--hidden", "10", "--hidden", "6", "--no-recurrent",
-                    "--delays", "--t-ref", "0.001", "--readout", "2", "--t-max", "0.2", "--batch-size", "4",
-                    "--seed", "5", "--save-checkpoint", ckpt)
+    result = invoke(
+        "simulate",
+        inp,
+        "--out",
+        out,
+        "--hidden",
+        "10",
+        "--hidden",
+        "6",
+        "--no-recurrent",
+        "--delays",
+        "--t-ref",
+        "0.001",
+        "--readout",
+        "2",
+        "--t-max",
+        "0.2",
+        "--batch-size",
+        "4",
+        "--seed",
+        "5",
+        "--save-checkpoint",
+        ckpt,
+    )
     assert result.exit_code == 0, result.output
     assert "samples: 6" in result.output
     net, params, extra = load_checkpoint(ckpt)
@@ -190,8 +224,9 @@ def test_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f.attrs["format"] = "something-else"
-    assert_user_error(invoke("simulate", "--out", tmp_path / "o.h5", "--checkpoint", bad), 1,
-                      "unsupported checkpoint format")
+    assert_user_error(
+        invoke("simulate", "--out", tmp_path / "o.h5", "--checkpoint", bad), 1, "unsupported checkpoint format"
+    )
 
 
 @pytest.mark.parametrize(

@@ -174,9 +174,15 @@ def assert_times_match(got, expected, atol=1e-12):
 def test_no_input_events(kind):
     net = es.Network(n_inputs=5, layers=[layer_of(kind, 4), layer_of(kind, 3), es.Layer(2, es.LI())])
     # strong positive weights everywhere: still nothing may happen without input
-    p = params_for(net, [np.full((4, 5), 5.0), np.full((3, 4), 5.0), np.full((2, 3), 5.0)],
-                   rec_weights=[np.full((4, 4), 2.0) - 2.0 * np.eye(4) if net.layers[0].recurrent else None,
-                                np.full((3, 3), 2.0) - 2.0 * np.eye(3) if net.layers[1].recurrent else None, None])
+    p = params_for(
+        net,
+        [np.full((4, 5), 5.0), np.full((3, 4), 5.0), np.full((2, 3), 5.0)],
+        rec_weights=[
+            np.full((4, 4), 2.0) - 2.0 * np.eye(4) if net.layers[0].recurrent else None,
+            np.full((3, 3), 2.0) - 2.0 * np.eye(3) if net.layers[1].recurrent else None,
+            None,
+        ],
+    )
     batch = es.SpikeBatch.empty(3, n_units=5)
     rec = es.simulate(net, p, batch, t_max=0.5)
     tq = np.linspace(0.0, 0.5, 11)
@@ -203,9 +209,7 @@ def test_mixed_empty_and_busy_samples(kind):
     p = net.init(seed=1)
     p.weights[0][:] = np.abs(p.weights[0]) * 3.0
     busy = poisson_batch(2, 20, 30.0, 0.3, seed=3)
-    batch = es.SpikeBatch.from_lists(
-        [busy.sample(0), ([], []), busy.sample(1), ([], [])], n_units=20
-    )
+    batch = es.SpikeBatch.from_lists([busy.sample(0), ([], []), busy.sample(1), ([], [])], n_units=20)
     rec = es.simulate(net, p, batch, t_max=0.3)
     assert rec.spikes[0].counts()[0] > 0 and rec.spikes[0].counts()[2] > 0
     assert rec.spikes[0].counts()[1] == 0 and rec.spikes[0].counts()[3] == 0
@@ -450,7 +454,7 @@ def test_feedforward_delays_equal_shifted_inputs():
         for j in range(n):
             ta = tin + p.delays[0][j, uin]
             order = np.lexsort((uin, ta))
-            net1, p1 = single("dense", p.weights[0][j:j + 1], es.LIF(t_ref=1e-3))
+            net1, p1 = single("dense", p.weights[0][j : j + 1], es.LIF(t_ref=1e-3))
             shifted = es.SpikeBatch.from_lists([(ta[order], uin[order])], n_units=n_in)
             got = unit_times(rec, j, b=b)
             want = es.simulate(net1, p1, shifted, t_max=t_max).spikes[0].times
@@ -464,8 +468,9 @@ def test_recurrent_delay(t_ref):
     d = 0.0137
     w_in, w_rec = 8.0, 9.0
     net = es.Network(n_inputs=1, layers=[es.Layer(2, neuron, recurrent=True, delays=True)])
-    p = params_for(net, [[[w_in], [0.0]]], rec_weights=[[[0.0, 0.0], [w_rec, 0.0]]],
-                   rec_delays=[[[0.0, 0.0], [d, 0.0]]])
+    p = params_for(
+        net, [[[w_in], [0.0]]], rec_weights=[[[0.0, 0.0], [w_rec, 0.0]]], rec_delays=[[[0.0, 0.0], [d, 0.0]]]
+    )
     rec = es.simulate(net, p, es.SpikeBatch.from_lists([([0.01], [0])], n_units=1), t_max=0.2)
     t0 = mp_neuron([(0.01, w_in)], 20e-3, 5e-3, t_ref=t_ref, t_max=0.2)
     assert len(t0) == 1
@@ -520,8 +525,10 @@ def test_kernels_agree_with_zero_delays(recurrent, t_ref):
     neuron = es.LIF(t_ref=t_ref)
     mk = lambda delays: es.Network(  # noqa: E731
         n_inputs=n_in,
-        layers=[es.Layer(25, neuron, recurrent=recurrent, delays=delays),
-                es.Layer(10, neuron, recurrent=recurrent, delays=delays)],
+        layers=[
+            es.Layer(25, neuron, recurrent=recurrent, delays=delays),
+            es.Layer(10, neuron, recurrent=recurrent, delays=delays),
+        ],
     )
     net_dense, net_queue = mk(False), mk(True)
     p = net_dense.init(seed=8)
@@ -647,9 +654,7 @@ def test_large_activity_matches_per_sample_runs(kind):
     rec_w = [np.full((n, n), -0.05) + 0.05 * np.eye(n)] if net.layers[0].recurrent else None
     p = params_for(net, [W], rec_weights=rec_w)
     dense_in = poisson_batch(2, n_in, 800.0, t_max, seed=1)
-    batch = es.SpikeBatch.from_lists(
-        [dense_in.sample(0), ([0.01], [1]), ([], []), dense_in.sample(1)], n_units=n_in
-    )
+    batch = es.SpikeBatch.from_lists([dense_in.sample(0), ([0.01], [1]), ([], []), dense_in.sample(1)], n_units=n_in)
     rec = es.simulate(net, p, batch, t_max=t_max)
     counts = rec.spikes[0].counts()
     assert counts[0] > max(64, 4 * n) * 8 and counts[3] > max(64, 4 * n) * 8  # two capacity growths
@@ -657,8 +662,9 @@ def test_large_activity_matches_per_sample_runs(kind):
     for b in range(4):
         one = es.simulate(net, p, batch.select([b]), t_max=t_max)
         assert_same_spikes(one.spikes[0], rec.spikes[0].select([b]))
-        np.testing.assert_array_equal(one.spike_current[0], rec.spike_current[0][
-            rec.spikes[0].offsets[b]:rec.spikes[0].offsets[b + 1]])
+        np.testing.assert_array_equal(
+            one.spike_current[0], rec.spike_current[0][rec.spikes[0].offsets[b] : rec.spikes[0].offsets[b + 1]]
+        )
 
 
 def test_large_activity_against_oracle():

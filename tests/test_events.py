@@ -17,9 +17,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 # ----------------------------------------------------------------------------- construction / access
 def test_from_lists_layout_and_dtypes():
-    batch = SpikeBatch.from_lists(
-        [([0.1, 0.2, 0.3], [0, 2, 1]), ([], []), ([0.05], [3])], n_units=4
-    )
+    batch = SpikeBatch.from_lists([([0.1, 0.2, 0.3], [0, 2, 1]), ([], []), ([0.05], [3])], n_units=4)
     assert len(batch) == 3
     assert batch.n_events == 4
     assert batch.n_units == 4
@@ -40,9 +38,7 @@ def test_from_lists_layout_and_dtypes():
 
 def test_from_arrays_equals_from_lists():
     a = SpikeBatch.from_lists([([0.0, 0.5], [1, 0]), ([0.25], [2])], n_units=3)
-    b = SpikeBatch.from_arrays(
-        np.array([0.0, 0.5, 0.25]), np.array([1, 0, 2]), np.array([0, 2, 3]), n_units=3
-    )
+    b = SpikeBatch.from_arrays(np.array([0.0, 0.5, 0.25]), np.array([1, 0, 2]), np.array([0, 2, 3]), n_units=3)
     for x, y in ((a.times, b.times), (a.units, b.units), (a.offsets, b.offsets)):
         np.testing.assert_array_equal(x, y)
         assert x.dtype == y.dtype
@@ -268,9 +264,7 @@ def test_zero_time_and_duplicates_are_legal():
 
 # ----------------------------------------------------------------------------- canonical tie order
 def test_ties_sorted_by_unit():
-    batch = SpikeBatch.from_lists(
-        [([0.1, 0.2, 0.2, 0.2, 0.3], [5, 3, 0, 4, 1]), ([0.0, 0.0], [2, 1])], n_units=6
-    )
+    batch = SpikeBatch.from_lists([([0.1, 0.2, 0.2, 0.2, 0.3], [5, 3, 0, 4, 1]), ([0.0, 0.0], [2, 1])], n_units=6)
     np.testing.assert_array_equal(batch.sample(0)[1], [5, 0, 3, 4, 1])
     np.testing.assert_array_equal(batch.sample(0)[0], [0.1, 0.2, 0.2, 0.2, 0.3])
     np.testing.assert_array_equal(batch.sample(1)[1], [1, 2])
@@ -278,9 +272,7 @@ def test_ties_sorted_by_unit():
 
 def test_tie_across_sample_boundary_does_not_mix_samples():
     # last event of sample 0 and first event of sample 1 share a time; they must stay in their samples
-    batch = SpikeBatch.from_arrays(
-        np.array([0.1, 0.2, 0.2, 0.2, 0.5]), np.array([0, 4, 3, 1, 0]), np.array([0, 2, 5])
-    )
+    batch = SpikeBatch.from_arrays(np.array([0.1, 0.2, 0.2, 0.2, 0.5]), np.array([0, 4, 3, 1, 0]), np.array([0, 2, 5]))
     np.testing.assert_array_equal(batch.sample(0)[1], [0, 4])
     np.testing.assert_array_equal(batch.sample(1)[1], [1, 3, 0])
     np.testing.assert_array_equal(batch.sample(1)[0], [0.2, 0.2, 0.5])

@@ -150,9 +150,7 @@ def check_first_crossing(V0, I0, h, tm, ts, v_th, t0):
             s_star = s_star_mp(V0, I0, tm, ts)
             s_hi = s_star if s_star < h else mp.mpf(h)
         slack = 4 * EPS * (abs(t0) + h)
-        assert s_lo - slack <= got <= s_hi + slack, (
-            f"got {got!r}, exact window [{float(s_lo)!r}, {float(s_hi)!r}]"
-        )
+        assert s_lo - slack <= got <= s_hi + slack, f"got {got!r}, exact window [{float(s_lo)!r}, {float(s_hi)!r}]"
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -193,8 +191,13 @@ def test_voltage_random_against_mpmath():
     for _ in range(600):
         tm = 10 ** rng.uniform(-3, -1)
         kind = rng.integers(3)
-        ts = tm if kind == 0 else tm * (1 + rng.choice([-1, 1]) * 10 ** rng.uniform(-15, -5)) if kind == 1 \
+        ts = (
+            tm
+            if kind == 0
+            else tm * (1 + rng.choice([-1, 1]) * 10 ** rng.uniform(-15, -5))
+            if kind == 1
             else tm * 10 ** rng.uniform(-1.3, 1.3)
+        )
         s = rng.uniform(0, 10 * max(tm, ts))
         _check_voltage(rng.normal() * 2, rng.normal() * 5, s, tm, ts)
 
@@ -293,8 +296,13 @@ def test_extremum_random():
     for _ in range(1500):
         tm = 10 ** rng.uniform(-3, -1)
         kind = rng.integers(3)
-        ts = tm if kind == 0 else tm * (1 + rng.choice([-1, 1]) * 10 ** rng.uniform(-15, -5)) if kind == 1 \
+        ts = (
+            tm
+            if kind == 0
+            else tm * (1 + rng.choice([-1, 1]) * 10 ** rng.uniform(-15, -5))
+            if kind == 1
             else tm * 10 ** rng.uniform(-1.3, 1.3)
+        )
         V0, I0 = rng.normal() * 2, rng.normal() * 5
         _check_extremum(V0, I0, tm, ts)
         n_finite += lif_extremum(V0, I0, tm, ts) != math.inf

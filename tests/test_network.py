@@ -352,8 +352,12 @@ def test_check_params_accepts_init_and_zero_delays_on_delay_layer():
     net = _net(recurrent=True, delays=True)
     p = net.init(seed=0)
     net.check_params(p)
-    q = es.Params(p.weights, [np.zeros_like(d) for d in p.delays], p.recurrent_weights,
-                  [None if d is None else np.zeros_like(d) for d in p.recurrent_delays])
+    q = es.Params(
+        p.weights,
+        [np.zeros_like(d) for d in p.delays],
+        p.recurrent_weights,
+        [None if d is None else np.zeros_like(d) for d in p.recurrent_delays],
+    )
     net.check_params(q)
 
 
