@@ -136,6 +136,7 @@ def dense_sample(
     ref_spike = np.zeros(n, np.int64)
     vfix = np.empty(n)
     pred = np.full(n, -1.0)
+    fired = np.empty(n, np.int64)
     cand = np.empty(2 * n + 1, np.int64)
     if v_th <= 0.0:
         # the screens' bound needs v_th > 0: search every neuron instead
@@ -159,37 +160,46 @@ def dense_sample(
             pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
         while n_cand > 0:
             best = math.inf
-            bj = -1
             for k in range(n_cand):
                 j = cand[k]
                 if pred[j] >= 0.0 and pred[j] < best:
                     best = pred[j]
-                    bj = j
-            if bj < 0:
+            if best == math.inf:
                 break
-            if count >= cap:
-                return -1
-            out_t[count] = best
-            out_u[count] = bj
-            out_i[count] = I[bj] * math.exp(-(best - t) / tau_syn)
-            out_r[count] = math.nan
-            if in_ref[bj]:
-                # its previous window closed inside this stretch: record that window's end current
-                out_r[ref_spike[bj]] = I[bj] * math.exp(-(ref_end[bj] - t) / tau_syn)
-            else:
-                in_ref[bj] = True
-                ref_list[n_ref] = bj
-                n_ref += 1
-            # the reset is applied lazily: V restarts from v_reset at ref_end (= spike + t_ref)
-            ref_end[bj] = best + t_ref
-            ref_spike[bj] = count
-            V[bj] = v_reset
-            count += 1
+            # every crossing at exactly this time fires before the recurrent input any of them sends
+            n_fired = 0
+            for k in range(n_cand):
+                j = cand[k]
+                if pred[j] != best:
+                    continue
+                pred[j] = -1.0  # a duplicate entry in cand must not fire it twice
+                if count >= cap:
+                    return -1
+                out_t[count] = best
+                out_u[count] = j
+                out_i[count] = I[j] * math.exp(-(best - t) / tau_syn)
+                out_r[count] = math.nan
+                if in_ref[j]:
+                    # its previous window closed inside this stretch: record that window's end current
+                    out_r[ref_spike[j]] = I[j] * math.exp(-(ref_end[j] - t) / tau_syn)
+                else:
+                    in_ref[j] = True
+                    ref_list[n_ref] = j
+                    n_ref += 1
+                # the reset is applied lazily: V restarts from v_reset at ref_end (= spike + t_ref)
+                ref_end[j] = best + t_ref
+                ref_spike[j] = count
+                V[j] = v_reset
+                count += 1
+                fired[n_fired] = j
+                n_fired += 1
             if has_rec:
                 # zero-delay recurrent input changes every neuron: bring the layer to the spike
                 fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
-                n_ref = _advance(V, I, Rt[bj], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                                 vfix, tau_mem, tau_syn, v_reset, out_r)
+                n_ref = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
+                                 in_ref, vfix, tau_mem, tau_syn, v_reset, out_r)
+                for k in range(1, n_fired):
+                    _add_row(I, Rt[fired[k]])
                 t = best
                 fh = t_next - t
                 fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
@@ -199,8 +209,10 @@ def dense_sample(
                     j = cand[k]
                     pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
             else:
-                # nothing else changed: only the spiking neuron needs a new prediction
-                pred[bj] = lif_next_spike(V[bj], I[bj], t, t_next, ref_end[bj], tau_mem, tau_syn, v_th, v_reset)
+                # nothing else changed: only the neurons that fired need a new prediction
+                for k in range(n_fired):
+                    j = fired[k]
+                    pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
