@@ -27,23 +27,34 @@ import math
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from exactsnn.neurons.lif import lif_factors, lif_next_spike, lif_voltage
+
+
+@register_jitable
+def _may_cross(v: float, i: float, k: float, v_th: float) -> bool:
+    """Exact screen: False only if V stays below v_th for a stretch of k tau_mem without input.
+
+    V' = (I - V)/tau_mem <= (max(I0, 0) - V)/tau_mem, so V(s) <= V0 + max(max(I0, 0) - V0, 0) s/tau_mem.
+    """
+    return v + max(max(i, 0.0) - v, 0.0) * k >= v_th
 
 
 @njit(cache=True)
 def _advance(
     V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, aV: float, cI: float, aI: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
-    vfix: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
-) -> int:
-    """Bring the layer from t0 to t1 and add ``row`` to I; returns the new length of ``ref_list``.
+    vfix: np.ndarray, ended: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
+    screen: bool, t2: float, v_th: float, cand: np.ndarray,
+) -> tuple[int, int]:
+    """Bring the layer from t0 to t1 and add ``row`` to I; returns (n_ref, n_cand).
 
-    (aV, cI, aI) are the shared factors of :func:`lif_factors` for t1 - t0.
-
-    Neurons in ``ref_list`` (reset pending or refractory) get their exact V at t1: v_reset while
-    the window lasts, else the free evolution from v_reset at the window's end (whose current is
-    recorded).
+    (aV, cI, aI) are the shared factors of :func:`lif_factors` for t1 - t0. Neurons in
+    ``ref_list`` (reset pending or refractory) get their exact V at t1: v_reset while the window
+    lasts, else the free evolution from v_reset at the window's end (whose current is recorded).
+    With ``screen``, the same pass also lists the neurons that may cross in (t1, t2] (see
+    :func:`_screen`); otherwise n_cand is 0.
     """
     n = V.size
     # patched voltages use the current at t0, so compute them before the shared pass
@@ -56,11 +67,22 @@ def _advance(
             I_end = I[j] * math.exp(-(te - t0) / tau_syn)
             out_r[ref_spike[j]] = I_end
             vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_mem, tau_syn)
-    for j in range(n):
-        v = aV * V[j] + cI * I[j]
-        I[j] = aI * I[j] + row[j]
-        V[j] = v
+    k = (t2 - t1) / tau_mem
+    flagged = 0
+    if screen:
+        for j in range(n):
+            v = aV * V[j] + cI * I[j]
+            i = aI * I[j] + row[j]
+            I[j] = i
+            V[j] = v
+            flagged += _may_cross(v, i, k, v_th)
+    else:
+        for j in range(n):
+            v = aV * V[j] + cI * I[j]
+            I[j] = aI * I[j] + row[j]
+            V[j] = v
     keep = 0
+    n_ended = 0
     for r in range(n_ref):
         j = ref_list[r]
         V[j] = vfix[r]
@@ -69,7 +91,21 @@ def _advance(
             keep += 1
         else:
             in_ref[j] = False
-    return keep
+            ended[n_ended] = j
+            n_ended += 1
+    if not screen:
+        return keep, 0
+    n_cand = 0
+    if flagged > 0:
+        n_cand = _list_flagged(V, I, k, v_th, cand)
+    else:
+        # the shared pass saw the clamped voltage of neurons whose window just ended
+        for r in range(n_ended):
+            j = ended[r]
+            if _may_cross(V[j], I[j], k, v_th):
+                cand[n_cand] = j
+                n_cand += 1
+    return keep, _list_pending(ref_list, keep, ref_end, t2, cand, n_cand)
 
 
 @njit(cache=True)
@@ -79,40 +115,45 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _screen(
-    V: np.ndarray, I: np.ndarray, t1: float, t2: float, aV: float, cI: float,
-    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, cand: np.ndarray, tau_mem: float, v_th: float,
-) -> int:
-    """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
-
-    Exact screens (no input until t2): a neuron can only cross if V(t2) >= v_th, or V >= v_th
-    already, or V is rising (I > V) and V0 + (max(I0, 0) - V0)(t2 - t1)/tau_mem >= v_th (V rises at
-    most at its initial slope before its only maximum). A vectorisable counting pass comes first;
-    the list is built only when something was flagged. Neurons whose reset window ends before t2
-    are always listed (their V restarts from v_reset inside the stretch). (aV, cI) are the
-    factors of :func:`lif_factors` for t2 - t1.
-    """
-    n = V.size
-    k = (t2 - t1) / tau_mem
-    count = 0
-    for j in range(n):
-        v = V[j]
-        i = I[j]
-        count += (aV * v + cI * i >= v_th) | (v >= v_th) | ((i > v) & (v + (max(i, 0.0) - v) * k >= v_th))
+def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray) -> int:
     n_cand = 0
-    if count > 0:
-        for j in range(n):
-            v = V[j]
-            i = I[j]
-            if (aV * v + cI * i >= v_th) | (v >= v_th) | ((i > v) & (v + (max(i, 0.0) - v) * k >= v_th)):
-                cand[n_cand] = j
-                n_cand += 1
+    for j in range(V.size):
+        if _may_cross(V[j], I[j], k, v_th):
+            cand[n_cand] = j
+            n_cand += 1
+    return n_cand
+
+
+@njit(cache=True)
+def _list_pending(
+    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, t2: float, cand: np.ndarray, n_cand: int
+) -> int:
+    """Append the neurons whose reset window ends before t2 (V restarts from v_reset inside)."""
     for r in range(n_ref):
         j = ref_list[r]
         if ref_end[j] < t2:
             cand[n_cand] = j
             n_cand += 1
     return n_cand
+
+
+@njit(cache=True)
+def _screen(
+    V: np.ndarray, I: np.ndarray, t1: float, t2: float,
+    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, cand: np.ndarray, tau_mem: float, v_th: float,
+) -> int:
+    """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
+
+    The screen :func:`_may_cross` is exact (no input until t2). A vectorisable counting pass comes
+    first; the list is built only when something was flagged. Neurons whose reset window ends
+    before t2 are always listed.
+    """
+    k = (t2 - t1) / tau_mem
+    flagged = 0
+    for j in range(V.size):
+        flagged += _may_cross(V[j], I[j], k, v_th)
+    n_cand = _list_flagged(V, I, k, v_th, cand) if flagged > 0 else 0
+    return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
 
 @njit(cache=True)
@@ -135,26 +176,22 @@ def dense_sample(
     ref_list = np.empty(n, np.int64)
     ref_spike = np.zeros(n, np.int64)
     vfix = np.empty(n)
+    ended = np.empty(n, np.int64)
     pred = np.full(n, -1.0)
     fired = np.empty(n, np.int64)
     cand = np.empty(2 * n + 1, np.int64)
-    if v_th <= 0.0:
-        # the screens' bound needs v_th > 0: search every neuron instead
-        all_neurons = np.arange(n)
     n_ref = 0
-    n_cand = 0
     n_ev = np.searchsorted(tin, t_max, side="right")
     count = 0
     t = 0.0
     ev = 0
+    # rest may already be at or above threshold (v_th <= 0)
+    n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
     fh = -1.0  # the stretch length the cached factors (fa, fc, fi) belong to
     fa = fc = fi = 0.0
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
-        if v_th <= 0.0:
-            n_cand = n
-            cand[:n] = all_neurons
         for k in range(n_cand):
             j = cand[k]
             pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
@@ -196,15 +233,15 @@ def dense_sample(
             if has_rec:
                 # zero-delay recurrent input changes every neuron: bring the layer to the spike
                 fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
-                n_ref = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
-                                 in_ref, vfix, tau_mem, tau_syn, v_reset, out_r)
+                n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
+                                         ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r,
+                                         n_fired == 1, t_next, v_th, cand)
+                fh = -1.0
                 for k in range(1, n_fired):
                     _add_row(I, Rt[fired[k]])
+                if n_fired > 1:
+                    n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
                 t = best
-                fh = t_next - t
-                fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
-                if v_th > 0.0:
-                    n_cand = _screen(V, I, t, t_next, fa, fc, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
                 for k in range(n_cand):
                     j = cand[k]
                     pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
@@ -216,27 +253,27 @@ def dense_sample(
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
+        ev_end = ev + 1
+        while ev_end < n_ev and tin[ev_end] == t_next:
+            ev_end += 1
+        t2 = tin[ev_end] if ev_end < n_ev else t_max
         if t_next - t != fh:
             fh = t_next - t
             fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
-        n_ref = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                         vfix, tau_mem, tau_syn, v_reset, out_r)
-        ev += 1
-        while ev < n_ev and tin[ev] == t_next:
-            _add_row(I, Wt[uin[ev]])
-            ev += 1
+        single = ev_end == ev + 1
+        n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
+                                 in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r, single, t2, v_th, cand)
+        for e in range(ev + 1, ev_end):
+            _add_row(I, Wt[uin[e]])
+        if not single:
+            n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
+        ev = ev_end
         t = t_next
-        # factors of the next stretch: used by the screen now and by the next advance
-        t2 = tin[ev] if ev < n_ev else t_max
-        fh = t2 - t
-        fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
-        if v_th > 0.0:
-            n_cand = _screen(V, I, t, t2, fa, fc, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
         fa, fc, fi = lif_factors(t_max - t, tau_mem, tau_syn)
         _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                 vfix, tau_mem, tau_syn, v_reset, out_r)
+                 vfix, ended, tau_mem, tau_syn, v_reset, out_r, False, t_max, v_th, cand)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count
