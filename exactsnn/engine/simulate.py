@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exactsnn.engine.cpu.dense import run_dense_batch
-from exactsnn.engine.cpu.queue import run_queue_batch
+from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import voltage_batch
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
@@ -142,10 +142,11 @@ def _run_layer(
         if layer.delays:
             D = params.delays[layer_idx]
             E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
+            ff_order, ff_delay = sort_delays(np.ascontiguousarray(D))
+            rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
             run_queue_batch(
-                sub.times, sub.units, sub.offsets,
-                np.ascontiguousarray(W), np.ascontiguousarray(D),
-                np.ascontiguousarray(R), np.ascontiguousarray(E), has_rec,
+                sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
+                np.ascontiguousarray(R), rec_order, rec_delay, has_rec,
                 nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
                 out_t, out_u, out_i, out_r, counts,
             )

@@ -3,20 +3,24 @@
 Why this scheme. With per-synapse delays an input spike reaches each neuron at its own time, so
 there is no shared clock to exploit; every arrival touches one neuron. Each neuron therefore keeps
 its own state and the time it refers to (lazy update), and is brought forward only when an event
-concerns it. Events come from two sources:
+concerns it.
 
-* feedforward arrivals ``t_s + D[j, u_s]``: all known before the layer runs, generated once and
-  sorted (stable sort, so exact ties keep the canonical input order, then neuron order);
-* a per-sample array-backed heap (:mod:`exactsnn.engine.cpu.heap`) holding recurrent arrivals
-  ``t_k + E[j, k]`` and each neuron's predicted next threshold crossing. A prediction carries the
-  neuron's version stamp; any later change of that neuron bumps the version, so stale predictions
-  are skipped when popped instead of being searched for and deleted.
+Arrivals as bundles. The delays of one presynaptic unit are sorted once per call (``sort_delays``),
+so every spike is a *bundle* of arrivals already in time order: spike (t, u) reaches neuron
+``order[u, k]`` at ``t + sorted_delay[u, k]``, k = 0, 1, ... A per-sample array-backed heap
+(:mod:`exactsnn.engine.cpu.heap`) holds one entry per bundle in flight (its next arrival) plus
+each neuron's predicted next threshold crossing; an arrival replaces its bundle's entry by the
+bundle's next one (one sift-down). Input bundles enter the heap lazily, once the heap reaches their
+spike time, so the heap holds only the spikes whose arrivals are still under way (about
+rate x max delay), and no list of (spike x neuron) arrivals is ever built: memory is
+O(n_pre x n) for the sorted delays plus the heap.
 
-At equal times a predicted crossing is handled before arrivals (LIF arrivals change I only, so the
-order cannot change a spike time). A prediction is made only when the conservative bound of
-:mod:`exactsnn.neurons.lif` says a crossing is possible, and it uses the exact first-crossing
-search up to t_max. Memory: the sorted arrival list (input spikes x layer size) plus the heap;
-spike records as in the dense kernel.
+A prediction carries the neuron's version stamp; any later change of that neuron bumps the version,
+so stale predictions are skipped when popped instead of being searched for and deleted. At equal
+times a predicted crossing comes first, then feedforward, then recurrent arrivals, then insertion
+order (LIF arrivals change I only, so the order cannot change a spike time). A prediction is made
+only when the conservative bound of :mod:`exactsnn.neurons.lif` allows a crossing, with the exact
+first-crossing search up to t_max.
 """
 
 from __future__ import annotations
@@ -26,41 +30,48 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_reserve
+from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.neurons.lif import lif_advance, lif_may_cross, lif_next_spike
 
-_CROSS = 0  # kind of a predicted threshold crossing (handled first on equal times)
-_ARRIVE = 1  # kind of a recurrent arrival
+_CROSS = 0  # a predicted threshold crossing (handled first on equal times)
+_FF = 1  # the next arrival of a feedforward bundle: a = input event, b = position in the bundle
+_REC = 2  # the next arrival of a recurrent bundle: a = spike index, b = position in the bundle
+
+
+@njit(cache=True)
+def sort_delays(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per presynaptic unit u (column of D, shape (n_post, n_pre)): targets by delay, and the delays.
+
+    Returns ``order`` (n_pre, n_post) and ``delay`` (n_pre, n_post) with
+    ``delay[u, k] = D[order[u, k], u]`` non-decreasing in k (stable: ties by target index).
+    """
+    n_post, n_pre = D.shape
+    order = np.empty((n_pre, n_post), np.int64)
+    delay = np.empty((n_pre, n_post))
+    for u in range(n_pre):
+        col = np.ascontiguousarray(D[:, u])
+        o = np.argsort(col, kind="mergesort")
+        for k in range(n_post):
+            order[u, k] = o[k]
+            delay[u, k] = col[o[k]]
+    return order, delay
 
 
 @njit(cache=True)
 def queue_sample(
-    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray,
-    has_rec: bool, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, ff_order: np.ndarray, ff_delay: np.ndarray,
+    R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
     """Simulate one sample of one layer with delays. Returns the spike count, or -1 on overflow.
 
-    ``W``, ``D``: (n, n_pre) weights and delays (s); ``R``, ``E``: (n, n) recurrent ones.
+    ``W`` (n, n_pre) and ``R`` (n, n): weights; ``ff_order, ff_delay`` and ``rec_order, rec_delay``:
+    the feedforward and recurrent delays (s) sorted by :func:`sort_delays`.
     """
     n = W.shape[0]
     cap = out_t.size
-    # feedforward arrivals, sorted once
-    n_in = tin.size
-    at = np.empty(n_in * n)
-    aw = np.empty(n_in * n)
-    aj = np.empty(n_in * n, np.int64)
-    k = 0
-    for e in range(n_in):
-        u = uin[e]
-        for j in range(n):
-            ta = tin[e] + D[j, u]
-            if ta <= t_max:
-                at[k] = ta
-                aw[k] = W[j, u]
-                aj[k] = j
-                k += 1
-    order = np.argsort(at[:k], kind="mergesort")
+    n_in = np.searchsorted(tin, t_max, side="right")
     # per-neuron lazy state
     V = np.zeros(n)
     I = np.zeros(n)
@@ -68,8 +79,8 @@ def queue_sample(
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
     version = np.zeros(n, np.int64)
-    # heap
-    hcap = 4 * n + 16
+    # heap: bundles in flight and crossing predictions
+    hcap = 2 * n + 64
     ht = np.empty(hcap)
     hk = np.empty(hcap, np.int64)
     hs = np.empty(hcap, np.int64)
@@ -78,7 +89,7 @@ def queue_sample(
     size = 0
     seq = 0
     count = 0
-    p = 0
+    p = 0  # next input spike whose bundle is not in the heap yet
     if lif_may_cross(0.0, 0.0, v_th):
         # rest at or above threshold (v_th <= 0): every neuron may fire before any input
         for j in range(n):
@@ -88,57 +99,71 @@ def queue_sample(
                 size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, 0)
                 seq += 1
     while True:
-        t_ff = at[order[p]] if p < k else math.inf
-        t_h = ht[0] if size > 0 else math.inf
-        if t_ff == math.inf and t_h == math.inf:
-            break
-        if t_h <= t_ff:
-            t = t_h
-            kind = hk[0]
-            j = ha[0]
-            b = hb[0]
-            size = heap_pop(ht, hk, hs, ha, hb, size)
-            if kind == _CROSS and b != version[j]:
-                continue  # stale prediction
-            v1, i1, i_end = lif_advance(V[j], I[j], tl[j], t, ref_end[j], tau_mem, tau_syn, v_reset)
-            if not math.isnan(i_end):
-                out_r[ref_spike[j]] = i_end
-            V[j] = v1
-            I[j] = i1
-            tl[j] = t
-            if kind == _CROSS:
-                if count >= cap:
-                    return -1
-                out_t[count] = t
-                out_u[count] = j
-                out_i[count] = I[j]
-                out_r[count] = math.nan
-                V[j] = v_reset
-                if t_ref > 0.0:
-                    ref_end[j] = t + t_ref
-                    ref_spike[j] = count
-                count += 1
-                if has_rec:
-                    ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, n)
-                    for m in range(n):
-                        if R[m, j] != 0.0:
-                            ta = t + E[m, j]
-                            if ta <= t_max:
-                                size = heap_push(ht, hk, hs, ha, hb, size, ta, _ARRIVE, seq, m, j)
-                                seq += 1
-            else:
-                I[j] += R[j, b]
-        else:
-            idx = order[p]
+        t_top = ht[0] if size > 0 else math.inf
+        if p < n_in and tin[p] <= t_top:
+            # no arrival of this spike (or of any later one) can precede the heap's minimum otherwise
+            ta = tin[p] + ff_delay[uin[p], 0]
+            if ta <= t_max:
+                ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+                size = heap_push(ht, hk, hs, ha, hb, size, ta, _FF, seq, p, 0)
+                seq += 1
             p += 1
-            j = aj[idx]
-            t = t_ff
-            v1, i1, i_end = lif_advance(V[j], I[j], tl[j], t, ref_end[j], tau_mem, tau_syn, v_reset)
-            if not math.isnan(i_end):
-                out_r[ref_spike[j]] = i_end
-            V[j] = v1
-            I[j] = i1 + aw[idx]
-            tl[j] = t
+            continue
+        if size == 0:
+            break
+        t = ht[0]
+        kind = hk[0]
+        a = ha[0]
+        b = hb[0]
+        if kind == _CROSS:
+            size = heap_pop(ht, hk, hs, ha, hb, size)
+            j = a
+            if b != version[j]:
+                continue  # stale prediction
+            w = 0.0
+        else:
+            # one arrival of a bundle; the bundle's entry moves on to its next arrival
+            if kind == _FF:
+                u = uin[a]
+                j = ff_order[u, b]
+                w = W[j, u]
+                nxt = tin[a] + ff_delay[u, b + 1] if b + 1 < n else math.inf
+            else:
+                u = out_u[a]
+                j = rec_order[u, b]
+                w = R[j, u]
+                nxt = out_t[a] + rec_delay[u, b + 1] if b + 1 < n else math.inf
+            if nxt <= t_max:
+                heap_replace_top(ht, hk, hs, ha, hb, size, nxt, kind, seq, a, b + 1)
+                seq += 1
+            else:
+                size = heap_pop(ht, hk, hs, ha, hb, size)
+            if w == 0.0:
+                continue  # nothing to add: the neuron's trajectory is unchanged
+        v1, i1, i_end = lif_advance(V[j], I[j], tl[j], t, ref_end[j], tau_mem, tau_syn, v_reset)
+        if not math.isnan(i_end):
+            out_r[ref_spike[j]] = i_end
+        V[j] = v1
+        I[j] = i1 + w
+        tl[j] = t
+        if kind == _CROSS:
+            if count >= cap:
+                return -1
+            out_t[count] = t
+            out_u[count] = j
+            out_i[count] = I[j]
+            out_r[count] = math.nan
+            V[j] = v_reset
+            if t_ref > 0.0:
+                ref_end[j] = t + t_ref
+                ref_spike[j] = count
+            if has_rec:
+                ta = t + rec_delay[j, 0]
+                if ta <= t_max:
+                    ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+                    size = heap_push(ht, hk, hs, ha, hb, size, ta, _REC, seq, count, 0)
+                    seq += 1
+            count += 1
         # neuron j changed: invalidate its prediction and predict again if a crossing is possible
         version[j] += 1
         v_now = v_reset if ref_end[j] > t else V[j]
@@ -157,8 +182,8 @@ def queue_sample(
 
 @njit(parallel=True, cache=True)
 def run_queue_batch(
-    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray,
-    R: np.ndarray, E: np.ndarray, has_rec: bool,
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
+    ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
@@ -167,6 +192,6 @@ def run_queue_batch(
         lo = offsets[b]
         hi = offsets[b + 1]
         counts[b] = queue_sample(
-            times[lo:hi], units[lo:hi], W, D, R, E, has_rec, tau_mem, tau_syn, v_th, v_reset, t_ref, t_max,
-            out_t[b], out_u[b], out_i[b], out_r[b],
+            times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec,
+            tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
