@@ -5,9 +5,13 @@ Time is in seconds throughout. See README.md for the CLI and the Python API.
 
 from exactsnn.engine.simulate import Recording, simulate
 from exactsnn.events import SpikeBatch
+from exactsnn.grad import loss_and_grad, loss_value
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons import LI, LIF
 
 __version__ = "0.1.0"
 
-__all__ = ["LIF", "LI", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording", "__version__"]
+__all__ = [
+    "LIF", "LI", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording",
+    "loss_and_grad", "loss_value", "__version__",
+]

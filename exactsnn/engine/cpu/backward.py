@@ -1,0 +1,286 @@
+"""EventProp reverse replay of one spiking LIF layer (CPU kernels).
+
+Convention: the adjoint of a neuron is ``lam = (lam_V, lam_I) = dL/d(V, I)(t)``, the sensitivity
+of the loss to nudging the neuron's state at time t and letting the network run on. All adjoints
+vanish at t = T.
+
+Between events (state x = (V, I), dx/dt = A x, A = [[-1/tau_mem, 1/tau_mem], [0, -1/tau_syn]]),
+dlam/dt = -A^T lam, so going back over a stretch of length h with the forward factors
+(a_m, c, a_s) of :func:`exactsnn.neurons.lif.lif_factors`::
+
+    lam_V(t - h) = a_m lam_V(t)        lam_I(t - h) = c lam_V(t) + a_s lam_I(t)
+
+An arrival of weight w at t_a (I += w) leaves lam continuous and contributes::
+
+    dL/dw = lam_I(t_a)        dL/dt_a = w (lam_I/tau_syn - lam_V/tau_mem)(t_a)
+
+(the second: moving the jump later by d leaves the state short of -d A w e_I). dL/dt_a is also the
+arrival's share of dL/d(delay) and of dL/d(time of the presynaptic spike).
+
+Spike of neuron k at t_k (V(t_k^-) = v_th, V' = (I - v_th)/tau_mem > 0) with refractory window
+ending at t_e = t_k + t_ref. During the window V is clamped, so perturbations of V there have no
+effect: lam_V = 0 on [t_k, t_e). Shifting t_e later by d replaces free evolution by the clamp on
+[t_e, t_e + d): dL/dt_e = -lam_V(t_e^+) (I(t_e) - v_reset)/tau_mem (and t_e moves with t_k). A
+perturbation dV of V(t_k^-) moves the spike by -dV tau_mem/(I - v_th), hence the jump::
+
+    lam_V(t_k^-) = [ (I(t_e) - v_reset) lam_V(t_e^+) - tau_mem dL/dt_k|_downstream ] / (I(t_k) - v_th)
+
+where dL/dt_k|_downstream = sum over the spike's arrivals (next layer, recurrent targets, loss) of
+dL/dt_a. For t_ref = 0 this is the published jump; a window ending at or after T contributes no
+end term. lam_I is continuous at spikes. Going backward, at t_e the end term is stored and lam_V
+set to 0; the stored term is used at t_k. Because lam_V = 0 inside the window the free adjoint
+propagation above is exact there too (lam_I then simply decays).
+
+Event order: the reverse of the forward order. At equal times arrivals are replayed before
+refractory ends and spikes (the forward handles a crossing before the arrivals at its instant,
+including its own zero-delay recurrent arrivals).
+
+Two kernels, as in the forward pass: a shared-clock one for layers without delays (every input
+event is a vector event over the layer, O(n) vectorisable work) and a per-arrival one with lazy
+per-neuron adjoints for layers with delays. Gradients are accumulated in per-thread buffers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+from exactsnn.neurons.lif import lif_factors
+
+
+@njit(cache=True)
+def _reverse_order(times: np.ndarray) -> np.ndarray:
+    """Indices of ``times`` by decreasing time; equal times keep their order in the array."""
+    return np.argsort(-times, kind="mergesort")
+
+
+@njit(cache=True)
+def _spike_jump(
+    lam_V: float, s: int, I_spk: np.ndarray, I_ref: np.ndarray, stored: np.ndarray, down: float,
+    t_ref: float, tau_mem: float, v_th: float, v_reset: float,
+) -> float:
+    """lam_V just before spike s (see the module docstring)."""
+    if t_ref > 0.0:
+        term = stored[s]
+    else:
+        term = (I_spk[s] - v_reset) * lam_V
+    return (term - tau_mem * down) / (I_spk[s] - v_th)
+
+
+@njit(cache=True)
+def dense_backward_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, R: np.ndarray, has_rec: bool,
+    ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
+    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
+) -> None:
+    """Reverse replay of one sample of a delay-free layer.
+
+    ``down[s]``: dL/dt of own spike s from outside the layer; ``up[e]`` receives dL/dt of input
+    event e. Gradients are added into gW, gD (n, n_pre) and gR, gE (n, n).
+    """
+    n = W.shape[0]
+    n_in = tin.size
+    n_s = ts.size
+    # events: inputs, refractory ends, spikes (this order breaks ties, see the module docstring)
+    n_ref = 0
+    if t_ref > 0.0:
+        for s in range(n_s):
+            if ts[s] + t_ref < T:
+                n_ref += 1
+    m = n_in + n_ref + n_s
+    et = np.empty(m)
+    ek = np.empty(m, np.int64)
+    ei = np.empty(m, np.int64)
+    c = 0
+    for e in range(n_in):
+        et[c] = tin[e]
+        ek[c] = 0
+        ei[c] = e
+        c += 1
+    if t_ref > 0.0:
+        for s in range(n_s):
+            if ts[s] + t_ref < T:
+                et[c] = ts[s] + t_ref
+                ek[c] = 1
+                ei[c] = s
+                c += 1
+    for s in range(n_s):
+        et[c] = ts[s]
+        ek[c] = 2
+        ei[c] = s
+        c += 1
+    order = _reverse_order(et)
+    lam_V = np.zeros(n)
+    lam_I = np.zeros(n)
+    stored = np.zeros(n_s)
+    t = T
+    for q in range(m):
+        idx = order[q]
+        te = et[idx]
+        if te > T:
+            continue  # inputs after T never reached the layer
+        if te < t:
+            a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
+            for j in range(n):
+                lv = lam_V[j]
+                lam_V[j] = a_m * lv
+                lam_I[j] = cf * lv + a_s * lam_I[j]
+            t = te
+        kind = ek[idx]
+        i = ei[idx]
+        if kind == 0:
+            u = uin[i]
+            acc = 0.0
+            for j in range(n):
+                x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+                gW[j, u] += lam_I[j]
+                gD[j, u] += W[j, u] * x
+                acc += W[j, u] * x
+            up[i] += acc
+        elif kind == 1:
+            k = us[i]
+            stored[i] = (I_ref[i] - v_reset) * lam_V[k]
+            lam_V[k] = 0.0
+        else:
+            k = us[i]
+            d = down[i]
+            if has_rec:
+                # its zero-delay recurrent arrivals come after the spike in the forward pass
+                for j in range(n):
+                    x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+                    gR[j, k] += lam_I[j]
+                    gE[j, k] += R[j, k] * x
+                    d += R[j, k] * x
+            lam_V[k] = _spike_jump(lam_V[k], i, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+
+
+@njit(cache=True)
+def queue_backward_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
+    ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
+    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
+) -> None:
+    """Reverse replay of one sample of a layer with per-synapse delays (lazy per-neuron adjoints)."""
+    n = W.shape[0]
+    n_in = tin.size
+    n_s = ts.size
+    m_ff = 0
+    for e in range(n_in):
+        for j in range(n):
+            if tin[e] + D[j, uin[e]] <= T:
+                m_ff += 1
+    m_rec = 0
+    if has_rec:
+        for s in range(n_s):
+            for j in range(n):
+                if ts[s] + E[j, us[s]] <= T:
+                    m_rec += 1
+    n_ref = 0
+    if t_ref > 0.0:
+        for s in range(n_s):
+            if ts[s] + t_ref < T:
+                n_ref += 1
+    m = m_ff + m_rec + n_ref + n_s
+    et = np.empty(m)
+    ek = np.empty(m, np.int64)
+    ei = np.empty(m, np.int64)
+    ej = np.empty(m, np.int64)
+    c = 0
+    for e in range(n_in):
+        for j in range(n):
+            ta = tin[e] + D[j, uin[e]]
+            if ta <= T:
+                et[c] = ta
+                ek[c] = 0
+                ei[c] = e
+                ej[c] = j
+                c += 1
+    if has_rec:
+        for s in range(n_s):
+            for j in range(n):
+                ta = ts[s] + E[j, us[s]]
+                if ta <= T:  # zero weights too: their gradient is not zero
+                    et[c] = ta
+                    ek[c] = 1
+                    ei[c] = s
+                    ej[c] = j
+                    c += 1
+    if t_ref > 0.0:
+        for s in range(n_s):
+            if ts[s] + t_ref < T:
+                et[c] = ts[s] + t_ref
+                ek[c] = 2
+                ei[c] = s
+                ej[c] = us[s]
+                c += 1
+    for s in range(n_s):
+        et[c] = ts[s]
+        ek[c] = 3
+        ei[c] = s
+        ej[c] = us[s]
+        c += 1
+    order = _reverse_order(et)
+    lam_V = np.zeros(n)
+    lam_I = np.zeros(n)
+    tl = np.full(n, T)
+    stored = np.zeros(n_s)
+    rec_down = np.zeros(n_s)
+    for q in range(m):
+        idx = order[q]
+        t = et[idx]
+        j = ej[idx]
+        if t < tl[j]:
+            a_m, cf, a_s = lif_factors(tl[j] - t, tau_mem, tau_syn)
+            lv = lam_V[j]
+            lam_V[j] = a_m * lv
+            lam_I[j] = cf * lv + a_s * lam_I[j]
+            tl[j] = t
+        kind = ek[idx]
+        i = ei[idx]
+        if kind == 0:
+            u = uin[i]
+            x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+            gW[j, u] += lam_I[j]
+            gD[j, u] += W[j, u] * x
+            up[i] += W[j, u] * x
+        elif kind == 1:
+            k = us[i]
+            x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+            gR[j, k] += lam_I[j]
+            gE[j, k] += R[j, k] * x
+            rec_down[i] += R[j, k] * x
+        elif kind == 2:
+            stored[i] = (I_ref[i] - v_reset) * lam_V[j]
+            lam_V[j] = 0.0
+        else:
+            lam_V[j] = _spike_jump(lam_V[j], i, I_spk, I_ref, stored, down[i] + rec_down[i],
+                                   t_ref, tau_mem, v_th, v_reset)
+
+
+@njit(parallel=True, cache=True)
+def backward_batch(
+    delays: bool, times: np.ndarray, units: np.ndarray, offsets: np.ndarray,
+    W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
+    s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
+    down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
+    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
+) -> None:
+    """Reverse replay of every sample (prange); gW etc. have a leading per-thread axis."""
+    for b in prange(offsets.size - 1):
+        tid = get_thread_id()
+        lo, hi = offsets[b], offsets[b + 1]
+        slo, shi = s_offsets[b], s_offsets[b + 1]
+        if delays:
+            queue_backward_sample(
+                times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi],
+                I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
+                gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
+            )
+        else:
+            dense_backward_sample(
+                times[lo:hi], units[lo:hi], W, R, has_rec, s_times[slo:shi], s_units[slo:shi],
+                I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
+                gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
+            )

@@ -1,0 +1,153 @@
+"""Loss values and exact EventProp gradients of a network on a labelled batch.
+
+``loss_and_grad`` runs the exact forward pass, evaluates the loss on the readout in closed form
+(:mod:`exactsnn.losses`), then replays the recorded events in reverse, layer by layer from the top
+(:mod:`exactsnn.engine.cpu.backward`). Each layer's replay receives, for each of its spikes, the
+derivative of the loss with respect to that spike's time through everything downstream
+(``down``), and hands the same quantity for its own input spikes to the layer below (``up``); for
+layer 0 that is the gradient with respect to the input spike times.
+
+Readout (LI, last layer). With the adjoints lam_V, lam_I of the readout at each arrival (from the
+loss), an arrival of weight w from presynaptic spike s at t_a = t_s + d gives
+dL/dw = lam_I(t_a), dL/dd = dL/dt_s|_this arrival = w (lam_I/tau_syn - lam_V/tau_mem)(t_a).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from exactsnn.engine.cpu.backward import backward_batch
+from exactsnn.engine.simulate import Recording, check_inputs, simulate
+from exactsnn.events import SpikeBatch
+from exactsnn.network import Network, Params
+
+__all__ = ["loss_and_grad", "loss_value"]
+
+
+def _check_labels(labels: np.ndarray, batch: SpikeBatch, n_out: int) -> np.ndarray:
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.size != len(batch):
+        raise ValueError(f"labels must have shape ({len(batch)},), got {lab.shape}")
+    if lab.size and (not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= n_out):
+        raise ValueError(f"labels must be integers in [0, {n_out})")
+    return lab.astype(np.int64)
+
+
+def _readout_arrivals(rec: Recording) -> tuple[np.ndarray, ...]:
+    """All arrivals into the readout: (t_a, w_a, o_a, b_a, s_a) with s_a the presynaptic event index."""
+    L = len(rec.net.layers) - 1
+    pre = rec.layer_input(L)
+    W = rec.params.weights[L]
+    Dl = rec.params.delays[L]
+    n_out = W.shape[0]
+    sample = np.repeat(np.arange(len(pre)), pre.counts())
+    t_a = (pre.times[:, None] + Dl[:, pre.units].T).reshape(-1)
+    w_a = W[:, pre.units].T.reshape(-1)
+    o_a = np.tile(np.arange(n_out), pre.n_events)
+    s_a = np.repeat(np.arange(pre.n_events), n_out)
+    b_a = sample[s_a] if pre.n_events else np.zeros(0, np.int64)
+    keep = t_a <= rec.t_max
+    return t_a[keep], w_a[keep], o_a[keep], b_a[keep], s_a[keep]
+
+
+def _readout_backward(
+    rec: Recording, labels: np.ndarray, loss: object
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Loss value, readout gradients (gW, gD) and dL/dt of every presynaptic spike."""
+    L = len(rec.net.layers) - 1
+    nrn = rec.net.layers[L].neuron
+    W = rec.params.weights[L]
+    n_out, n_pre = W.shape
+    pre = rec.layer_input(L)
+    t_a, w_a, o_a, b_a, s_a = _readout_arrivals(rec)
+    value, lam_V, lam_I, _ = loss.readout(t_a, w_a, o_a, b_a, labels, n_out, rec.t_max, nrn.tau_mem, nrn.tau_syn)
+    x = w_a * (lam_I / nrn.tau_syn - lam_V / nrn.tau_mem)
+    u_a = pre.units[s_a]
+    gW = np.zeros((n_out, n_pre))
+    gD = np.zeros((n_out, n_pre))
+    np.add.at(gW, (o_a, u_a), lam_I)
+    np.add.at(gD, (o_a, u_a), x)
+    down = np.zeros(pre.n_events)
+    np.add.at(down, s_a, x)
+    return float(value), gW, gD, down
+
+
+def loss_value(
+    net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None, t_max: float = 1.0
+) -> float:
+    """The loss (mean over the batch) of ``net`` on ``batch`` with integer ``labels`` (B,)."""
+    loss = _default_loss() if loss is None else loss
+    t_max = check_inputs(net, params, batch, t_max)
+    _check_readout(net)
+    lab = _check_labels(labels, batch, net.layers[-1].size)
+    rec = simulate(net, params, batch, t_max)
+    t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
+    nrn = net.layers[-1].neuron
+    return float(loss.readout(t_a, w_a, o_a, b_a, lab, net.layers[-1].size, t_max, nrn.tau_mem, nrn.tau_syn)[0])
+
+
+def _default_loss() -> object:
+    from exactsnn.losses import SumExp
+
+    return SumExp()
+
+
+def _check_readout(net: Network) -> None:
+    if net.layers[-1].neuron.spiking:
+        raise ValueError("this loss needs a non-spiking es.LI readout as the last layer")
+
+
+def loss_and_grad(
+    net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None,
+    t_max: float = 1.0, regularizer: object = None, device: str = "cpu", input_grad: bool = False,
+) -> tuple:
+    """Loss (mean over the batch) and its exact gradient with respect to every parameter.
+
+    Returns ``(loss, grads)`` with ``grads`` an :class:`es.Params` of the same structure, or
+    ``(loss, grads, dt_in)`` with ``input_grad=True``, ``dt_in`` being dL/d(input spike time)
+    aligned with ``batch.times``. ``labels``: int array (B,). Times in seconds.
+    """
+    loss = _default_loss() if loss is None else loss
+    if regularizer is not None:
+        raise ValueError("regularizers are not supported yet")
+    t_max = check_inputs(net, params, batch, t_max)
+    _check_readout(net)
+    lab = _check_labels(labels, batch, net.layers[-1].size)
+    rec = simulate(net, params, batch, t_max, device=device)
+    n_layers = len(net.layers)
+    gW: list[np.ndarray | None] = [None] * n_layers
+    gD: list[np.ndarray | None] = [None] * n_layers
+    gR: list[np.ndarray | None] = [None] * n_layers
+    gE: list[np.ndarray | None] = [None] * n_layers
+    value, gW[-1], gD[-1], down = _readout_backward(rec, lab, loss)
+    n_threads = numba.get_num_threads()
+    for l in range(n_layers - 2, -1, -1):
+        layer = net.layers[l]
+        nrn = layer.neuron
+        n, n_pre = layer.size, net.fan_in(l)
+        pre = rec.layer_input(l)
+        own = rec.spikes[l]
+        R = params.recurrent_weights[l] if layer.recurrent else np.zeros((n, n))
+        E = params.recurrent_delays[l] if layer.recurrent else np.zeros((n, n))
+        bW = np.zeros((n_threads, n, n_pre))
+        bD = np.zeros((n_threads, n, n_pre))
+        bR = np.zeros((n_threads, n, n))
+        bE = np.zeros((n_threads, n, n))
+        up = np.zeros(pre.n_events)
+        backward_batch(
+            layer.delays, pre.times, pre.units, pre.offsets,
+            np.ascontiguousarray(params.weights[l]), np.ascontiguousarray(params.delays[l]),
+            np.ascontiguousarray(R), np.ascontiguousarray(E), layer.recurrent,
+            own.times, own.units, own.offsets, rec.spike_current[l], rec.refractory_current[l],
+            np.ascontiguousarray(down), nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
+            bW, bD, bR, bE, up,
+        )
+        gW[l], gD[l] = bW.sum(axis=0), bD.sum(axis=0)
+        if layer.recurrent:
+            gR[l], gE[l] = bR.sum(axis=0), bE.sum(axis=0)
+        down = up
+    grads = Params(gW, gD, gR, gE)
+    if input_grad:
+        return value, grads, down
+    return value, grads
