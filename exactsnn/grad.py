@@ -73,15 +73,43 @@ def _readout_backward(
     return float(value), gW, gD, down
 
 
+def first_spike_times(spikes: SpikeBatch, n_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """First spike time of every (sample, unit) (inf if none) and its index in ``spikes`` (-1 if none)."""
+    B = len(spikes)
+    first = np.full((B, n_units), np.inf)
+    index = np.full((B, n_units), -1, dtype=np.int64)
+    sample = np.repeat(np.arange(B), spikes.counts())
+    # spikes are sorted by time within a sample: the first occurrence of (b, unit) is the first spike
+    key = sample * n_units + spikes.units
+    _, pos = np.unique(key, return_index=True)
+    first.reshape(-1)[key[pos]] = spikes.times[pos]
+    index.reshape(-1)[key[pos]] = pos
+    return first, index
+
+
+def _first_spike_backward(rec: Recording, labels: np.ndarray, loss: object) -> tuple[float, np.ndarray]:
+    """Loss on the output layer's first spike times and dL/dt of each of its spikes."""
+    out = rec.spikes[-1]
+    first, index = first_spike_times(out, rec.net.layers[-1].size)
+    value, d_first = loss.spike_loss(first, labels, rec.t_max)
+    down = np.zeros(out.n_events)
+    has = index >= 0
+    down[index[has]] = d_first[has]
+    return float(value), down
+
+
 def loss_value(
     net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None, t_max: float = 1.0
 ) -> float:
     """The loss (mean over the batch) of ``net`` on ``batch`` with integer ``labels`` (B,)."""
     loss = _default_loss() if loss is None else loss
     t_max = check_inputs(net, params, batch, t_max)
-    _check_readout(net)
+    _check_loss_fits(net, loss)
     lab = _check_labels(labels, batch, net.layers[-1].size)
     rec = simulate(net, params, batch, t_max)
+    if net.layers[-1].neuron.spiking:
+        first, _ = first_spike_times(rec.spikes[-1], net.layers[-1].size)
+        return float(loss.spike_loss(first, lab, t_max)[0])
     t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
     nrn = net.layers[-1].neuron
     return float(loss.readout(t_a, w_a, o_a, b_a, lab, net.layers[-1].size, t_max, nrn.tau_mem, nrn.tau_syn)[0])
@@ -93,9 +121,11 @@ def _default_loss() -> object:
     return SumExp()
 
 
-def _check_readout(net: Network) -> None:
-    if net.layers[-1].neuron.spiking:
-        raise ValueError("this loss needs a non-spiking es.LI readout as the last layer")
+def _check_loss_fits(net: Network, loss: object) -> None:
+    if net.layers[-1].neuron.spiking and not hasattr(loss, "spike_loss"):
+        raise ValueError(f"{type(loss).__name__} needs a non-spiking es.LI readout as the last layer")
+    if not net.layers[-1].neuron.spiking and not hasattr(loss, "readout"):
+        raise ValueError(f"{type(loss).__name__} needs a spiking output layer (es.LIF) as the last layer")
 
 
 def loss_and_grad(
@@ -112,7 +142,7 @@ def loss_and_grad(
     if regularizer is not None:
         raise ValueError("regularizers are not supported yet")
     t_max = check_inputs(net, params, batch, t_max)
-    _check_readout(net)
+    _check_loss_fits(net, loss)
     lab = _check_labels(labels, batch, net.layers[-1].size)
     rec = simulate(net, params, batch, t_max, device=device)
     n_layers = len(net.layers)
@@ -120,9 +150,14 @@ def loss_and_grad(
     gD: list[np.ndarray | None] = [None] * n_layers
     gR: list[np.ndarray | None] = [None] * n_layers
     gE: list[np.ndarray | None] = [None] * n_layers
-    value, gW[-1], gD[-1], down = _readout_backward(rec, lab, loss)
+    if net.layers[-1].neuron.spiking:
+        value, down = _first_spike_backward(rec, lab, loss)
+        top = n_layers - 1
+    else:
+        value, gW[-1], gD[-1], down = _readout_backward(rec, lab, loss)
+        top = n_layers - 2
     n_threads = numba.get_num_threads()
-    for l in range(n_layers - 2, -1, -1):
+    for l in range(top, -1, -1):
         layer = net.layers[l]
         nrn = layer.neuron
         n, n_pre = layer.size, net.fan_in(l)
