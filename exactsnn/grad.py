@@ -99,9 +99,14 @@ def _first_spike_backward(rec: Recording, labels: np.ndarray, loss: object) -> t
 
 
 def loss_value(
-    net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None, t_max: float = 1.0
+    net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None, t_max: float = 1.0,
+    regularizer: object = None, relaxed: bool = False,
 ) -> float:
-    """The loss (mean over the batch) of ``net`` on ``batch`` with integer ``labels`` (B,)."""
+    """The loss (mean over the batch) of ``net`` on ``batch`` with integer ``labels`` (B,).
+
+    With a ``regularizer`` its penalty is added; ``relaxed=True`` adds instead the relaxed penalty
+    whose exact gradient :func:`loss_and_grad` returns (for finite-difference checks).
+    """
     loss = _default_loss() if loss is None else loss
     t_max = check_inputs(net, params, batch, t_max)
     _check_loss_fits(net, loss)
@@ -109,10 +114,26 @@ def loss_value(
     rec = simulate(net, params, batch, t_max)
     if net.layers[-1].neuron.spiking:
         first, _ = first_spike_times(rec.spikes[-1], net.layers[-1].size)
-        return float(loss.spike_loss(first, lab, t_max)[0])
-    t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
-    nrn = net.layers[-1].neuron
-    return float(loss.readout(t_a, w_a, o_a, b_a, lab, net.layers[-1].size, t_max, nrn.tau_mem, nrn.tau_syn)[0])
+        value = float(loss.spike_loss(first, lab, t_max)[0])
+    else:
+        t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
+        nrn = net.layers[-1].neuron
+        value = float(loss.readout(t_a, w_a, o_a, b_a, lab, net.layers[-1].size, t_max, nrn.tau_mem, nrn.tau_syn)[0])
+    for l in _regularized_layers(net, regularizer):
+        n = net.layers[l].size
+        if relaxed:
+            value += regularizer.relaxed_value(rec.spikes[l], n, t_max)
+        else:
+            value += regularizer.value(rec.spikes[l], n)
+    return value
+
+
+def _regularized_layers(net: Network, regularizer: object) -> list[int]:
+    if regularizer is None:
+        return []
+    if not hasattr(regularizer, "spike_time_grad"):
+        raise ValueError(f"regularizer must be e.g. es.regularizers.SpikeCount(), got {regularizer!r}")
+    return regularizer.selected(len(net.layers), [layer.neuron.spiking for layer in net.layers])
 
 
 def _default_loss() -> object:
@@ -139,8 +160,6 @@ def loss_and_grad(
     aligned with ``batch.times``. ``labels``: int array (B,). Times in seconds.
     """
     loss = _default_loss() if loss is None else loss
-    if regularizer is not None:
-        raise ValueError("regularizers are not supported yet")
     t_max = check_inputs(net, params, batch, t_max)
     _check_loss_fits(net, loss)
     lab = _check_labels(labels, batch, net.layers[-1].size)
@@ -156,8 +175,14 @@ def loss_and_grad(
     else:
         value, gW[-1], gD[-1], down = _readout_backward(rec, lab, loss)
         top = n_layers - 2
+    reg_layers = _regularized_layers(net, regularizer)
+    for l in reg_layers:
+        value += regularizer.value(rec.spikes[l], net.layers[l].size)
     n_threads = numba.get_num_threads()
     for l in range(top, -1, -1):
+        if l in reg_layers:
+            # the relaxed penalty's dR/dt_s joins the downstream dL/dt_s of each spike
+            down = down + regularizer.spike_time_grad(rec.spikes[l], net.layers[l].size, t_max)
         layer = net.layers[l]
         nrn = layer.neuron
         n, n_pre = layer.size, net.fan_in(l)
