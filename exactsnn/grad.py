@@ -190,15 +190,17 @@ def loss_and_grad(
         own = rec.spikes[l]
         R = params.recurrent_weights[l] if layer.recurrent else np.zeros((n, n))
         E = params.recurrent_delays[l] if layer.recurrent else np.zeros((n, n))
-        bW = np.zeros((n_threads, n, n_pre))
-        bD = np.zeros((n_threads, n, n_pre))
-        bR = np.zeros((n_threads, n, n))
-        bE = np.zeros((n_threads, n, n))
+        # the shared-clock kernel works on [pre, post] layouts, contiguous per presynaptic unit
+        tr = not layer.delays
+        shape_w = (n_threads, n_pre, n) if tr else (n_threads, n, n_pre)
+        bW, bD = np.zeros(shape_w), np.zeros(shape_w)
+        bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
         up = np.zeros(pre.n_events)
+        W = params.weights[l].T if tr else params.weights[l]
         backward_batch(
             layer.delays, pre.times, pre.units, pre.offsets,
-            np.ascontiguousarray(params.weights[l]), np.ascontiguousarray(params.delays[l]),
-            np.ascontiguousarray(R), np.ascontiguousarray(E), layer.recurrent,
+            np.ascontiguousarray(W), np.ascontiguousarray(params.delays[l]),
+            np.ascontiguousarray(R.T if tr else R), np.ascontiguousarray(E), layer.recurrent,
             own.times, own.units, own.offsets, rec.spike_current[l], rec.refractory_current[l],
             np.ascontiguousarray(down), nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
             bW, bD, bR, bE, up,
@@ -206,6 +208,10 @@ def loss_and_grad(
         gW[l], gD[l] = bW.sum(axis=0), bD.sum(axis=0)
         if layer.recurrent:
             gR[l], gE[l] = bR.sum(axis=0), bE.sum(axis=0)
+        if tr:
+            gW[l], gD[l] = gW[l].T.copy(), gD[l].T.copy()
+            if layer.recurrent:
+                gR[l], gE[l] = gR[l].T.copy(), gE[l].T.copy()
         down = up
     grads = Params(gW, gD, gR, gE)
     if input_grad:

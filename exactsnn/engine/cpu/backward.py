@@ -69,17 +69,18 @@ def _spike_jump(
 
 @njit(cache=True)
 def dense_backward_sample(
-    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, R: np.ndarray, has_rec: bool,
+    tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
-    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
+    gWt: np.ndarray, gDt: np.ndarray, gRt: np.ndarray, gEt: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free layer.
 
     ``down[s]``: dL/dt of own spike s from outside the layer; ``up[e]`` receives dL/dt of input
-    event e. Gradients are added into gW, gD (n, n_pre) and gR, gE (n, n).
+    event e. Weights and gradients are transposed ([pre, post], contiguous per presynaptic unit):
+    gradients are added into gWt, gDt (n_pre, n) and gRt, gEt (n, n).
     """
-    n = W.shape[0]
+    n = Wt.shape[1]
     n_in = tin.size
     n_s = ts.size
     # events: inputs, refractory ends, spikes (this order breaks ties, see the module docstring)
@@ -130,13 +131,15 @@ def dense_backward_sample(
         kind = ek[idx]
         i = ei[idx]
         if kind == 0:
-            u = uin[i]
+            w = Wt[uin[i]]
+            gw = gWt[uin[i]]
+            gd = gDt[uin[i]]
             acc = 0.0
             for j in range(n):
                 x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
-                gW[j, u] += lam_I[j]
-                gD[j, u] += W[j, u] * x
-                acc += W[j, u] * x
+                gw[j] += lam_I[j]
+                gd[j] += w[j] * x
+                acc += w[j] * x
             up[i] += acc
         elif kind == 1:
             k = us[i]
@@ -147,11 +150,14 @@ def dense_backward_sample(
             d = down[i]
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
+                r = Rt[k]
+                gr = gRt[k]
+                ge = gEt[k]
                 for j in range(n):
                     x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
-                    gR[j, k] += lam_I[j]
-                    gE[j, k] += R[j, k] * x
-                    d += R[j, k] * x
+                    gr[j] += lam_I[j]
+                    ge[j] += r[j] * x
+                    d += r[j] * x
             lam_V[k] = _spike_jump(lam_V[k], i, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
 
 
@@ -267,7 +273,11 @@ def backward_batch(
     down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
     gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
 ) -> None:
-    """Reverse replay of every sample (prange); gW etc. have a leading per-thread axis."""
+    """Reverse replay of every sample (prange); gW etc. have a leading per-thread axis.
+
+    With ``delays`` the arrays are in [post, pre] layout; without, W, R and the gradient buffers
+    are transposed ([pre, post]) for the shared-clock kernel.
+    """
     for b in prange(offsets.size - 1):
         tid = get_thread_id()
         lo, hi = offsets[b], offsets[b + 1]
