@@ -64,12 +64,10 @@ def _readout_backward(
     value, lam_V, lam_I, _ = loss.readout(t_a, w_a, o_a, b_a, labels, n_out, rec.t_max, nrn.tau_mem, nrn.tau_syn)
     x = w_a * (lam_I / nrn.tau_syn - lam_V / nrn.tau_mem)
     u_a = pre.units[s_a]
-    gW = np.zeros((n_out, n_pre))
-    gD = np.zeros((n_out, n_pre))
-    np.add.at(gW, (o_a, u_a), lam_I)
-    np.add.at(gD, (o_a, u_a), x)
-    down = np.zeros(pre.n_events)
-    np.add.at(down, s_a, x)
+    flat = o_a * n_pre + u_a
+    gW = np.bincount(flat, weights=lam_I, minlength=n_out * n_pre).reshape(n_out, n_pre)
+    gD = np.bincount(flat, weights=x, minlength=n_out * n_pre).reshape(n_out, n_pre)
+    down = np.bincount(s_a, weights=x, minlength=pre.n_events)
     return float(value), gW, gD, down
 
 
