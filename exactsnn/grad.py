@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from exactsnn.engine.cpu.backward import backward_batch
+from exactsnn.engine.cpu.readout import readout_grads, readout_z
 from exactsnn.engine.simulate import Recording, check_inputs, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
@@ -51,10 +52,37 @@ def _readout_arrivals(rec: Recording) -> tuple[np.ndarray, ...]:
     return t_a[keep], w_a[keep], o_a[keep], b_a[keep], s_a[keep]
 
 
+def _readout_shared_times(
+    rec: Recording, labels: np.ndarray, loss: object
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_readout_backward` for a delay-free readout and an integral loss.
+
+    Every presynaptic spike reaches all readout units at its own time, so the loss's integrals are
+    evaluated once per spike instead of once per (spike, unit) arrival.
+    """
+    from exactsnn.losses import _cross_entropy
+
+    L = len(rec.net.layers) - 1
+    nrn = rec.net.layers[L].neuron
+    W = np.ascontiguousarray(rec.params.weights[L])
+    pre = rec.layer_input(L)
+    B = len(pre)
+    sample = np.repeat(np.arange(B), pre.counts())
+    t = pre.times
+    h_mem, _, F = loss.integrals(t, rec.t_max, nrn.tau_mem, nrn.tau_syn) if t.size else (t, t, t)
+    h_mem, F = np.ascontiguousarray(h_mem, dtype=np.float64), np.ascontiguousarray(F, dtype=np.float64)
+    z = readout_z(pre.units, sample, W, F, B)
+    value, c = _cross_entropy(z, labels)
+    gW, gD, down = readout_grads(pre.units, sample, W, F, h_mem, np.ascontiguousarray(c), nrn.tau_mem, nrn.tau_syn)
+    return float(value), gW, gD, down
+
+
 def _readout_backward(
     rec: Recording, labels: np.ndarray, loss: object
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Loss value, readout gradients (gW, gD) and dL/dt of every presynaptic spike."""
+    if not rec.net.layers[-1].delays and hasattr(loss, "integrals"):
+        return _readout_shared_times(rec, labels, loss)
     L = len(rec.net.layers) - 1
     nrn = rec.net.layers[L].neuron
     W = rec.params.weights[L]
