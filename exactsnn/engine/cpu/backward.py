@@ -115,6 +115,8 @@ def dense_backward_sample(
     lam_V = np.zeros(n)
     lam_I = np.zeros(n)
     stored = np.zeros(n_s)
+    inv_s = 1.0 / tau_syn  # multiplications keep the per-neuron loops vectorisable
+    inv_m = 1.0 / tau_mem
     t = T
     for q in range(m):
         idx = order[q]
@@ -136,7 +138,7 @@ def dense_backward_sample(
             gd = gDt[uin[i]]
             acc = 0.0
             for j in range(n):
-                x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+                x = lam_I[j] * inv_s - lam_V[j] * inv_m
                 gw[j] += lam_I[j]
                 gd[j] += w[j] * x
                 acc += w[j] * x
@@ -154,7 +156,7 @@ def dense_backward_sample(
                 gr = gRt[k]
                 ge = gEt[k]
                 for j in range(n):
-                    x = lam_I[j] / tau_syn - lam_V[j] / tau_mem
+                    x = lam_I[j] * inv_s - lam_V[j] * inv_m
                     gr[j] += lam_I[j]
                     ge[j] += r[j] * x
                     d += r[j] * x

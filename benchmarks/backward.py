@@ -1,0 +1,361 @@
+"""Backward-pass (EventProp) speed and memory of exactsnn on the SHD-shaped workload of ``forward.py``.
+
+Workload (as in ``forward.py``, whose helpers this script imports): 700 Poisson input channels at
+``--rate`` Hz (about 7000 input spikes per 1 s sample), a hidden layer of 256 LIF neurons, a 20-unit
+LI readout, batch 32, input weights scaled by a gain calibrated (bisection) so the recurrent hidden
+layer fires at ``--target-rate`` Hz. Labels are random integers in [0, 20).
+
+Variants:
+
+* ``recurrent``   recurrent hidden layer, no delays   (dense forward and backward kernels)
+* ``feedforward`` feedforward hidden layer, no delays (dense kernels, recurrence off)
+* ``delays``      recurrent hidden layer, delays=True (queue kernels; slow: ``--slow-repeats`` calls)
+
+For each variant and thread count, in the same process and on the same batch:
+
+* ``fwd``: wall time of ``es.simulate(net, params, batch, t_max)``;
+* ``l&g``: wall time of ``es.loss_and_grad(net, params, batch, labels, loss=es.losses.SumExp(),
+  t_max)``, i.e. forward + loss + backward;
+* ``bwd`` = l&g - fwd (medians), and the ratio bwd / fwd (target: at most 2);
+* a breakdown of the l&g calls, from timing wrappers put around what ``exactsnn.grad`` calls
+  (``simulate``, ``_readout_backward``, ``backward_batch``, and the loss's ``readout`` /
+  ``integrals`` methods): the forward inside l&g; the readout part (loss value and adjoints,
+  readout gradients, dL/dt of the hidden spikes), of which the loss's own methods; the hidden
+  layer's reverse-replay kernel; what is left (checks, per-thread gradient buffers, their sums);
+* memory of one extra call of each: ``tracemalloc`` peak and ``ru_maxrss`` growth (peak mark reset
+  first through /proc/self/clear_refs), as in ``forward.py``.
+
+Timed calls alternate (fwd, l&g, fwd, l&g, ...) so that slow drifts of the machine's load hit both.
+Every figure is taken with the chosen number of Numba threads and again with one thread.
+
+Run: ``python benchmarks/backward.py [--quick] [--batch 32] [--hidden 256] [--rate 10] [--t-max 1.0]
+[--repeats 3] [--slow-repeats 1] [--threads N] [--variants recurrent,feedforward,delays] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import exactsnn as es
+import exactsnn.grad as es_grad
+from exactsnn.data.poisson import poisson_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for forward.py, this script's sibling
+from forward import MEAN_REL, N_INPUTS, N_READOUT, _memory, calibrate_gain, make_net  # noqa: E402
+
+VARIANTS = ("recurrent", "feedforward", "delays")
+SLOW = ("delays",)
+PARTS = ("fwd", "readout", "loss", "kernel", "other")
+
+
+def _sum_exp_loss() -> object:
+    try:
+        from exactsnn.losses import SumExp
+    except ImportError as exc:  # the losses module is not there yet
+        raise SystemExit(f"backward.py needs exactsnn.losses.SumExp: {exc}") from exc
+    return SumExp()
+
+
+# ----------------------------------------------------------------------------- breakdown
+LOSS_METHODS = ("readout", "integrals")  # what loss_and_grad may call on an LI-readout loss
+
+
+class _TimedLoss:
+    """Delegates to ``loss``; adds the wall time of its ``readout``/``integrals`` calls into ``acc['loss']``."""
+
+    def __init__(self, loss, acc: dict):
+        self._loss = loss
+        self._acc = acc
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._loss, name)
+        if name not in LOSS_METHODS or not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._acc["loss"] += time.perf_counter() - t0
+        return timed
+
+
+# functions of exactsnn.grad whose time is reported (wrapped only where the module has them)
+GRAD_FUNCTIONS = {"simulate": "fwd", "_readout_backward": "readout", "backward_batch": "kernel"}
+
+
+@contextlib.contextmanager
+def _timed_grad_module(acc: dict):
+    """Wrap the functions ``exactsnn.grad.loss_and_grad`` looks up in its module (GRAD_FUNCTIONS), adding
+    their wall time into ``acc`` (a defaultdict(float)); restore them on exit."""
+    saved = {n: getattr(es_grad, n) for n in GRAD_FUNCTIONS if hasattr(es_grad, n)}
+
+    def wrap(fn, key):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[key] += time.perf_counter() - t0
+        return timed
+
+    try:
+        for n, fn in saved.items():
+            setattr(es_grad, n, wrap(fn, GRAD_FUNCTIONS[n]))
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(es_grad, n, fn)
+
+
+def _split(acc: dict, total: float) -> dict:
+    """Per-part seconds of one l&g call from the wrapper sums (``loss`` is part of ``readout``)."""
+    parts = {k: acc[k] for k in ("fwd", "readout", "loss", "kernel")}
+    parts["other"] = total - parts["fwd"] - parts["readout"] - parts["kernel"]
+    return parts
+
+
+# ----------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    name: str
+    threads: int
+    fwd_s: list[float]
+    lag_s: list[float]
+    fwd_cpu_s: list[float]
+    lag_cpu_s: list[float]
+    parts: list[dict]
+    batch: int
+    input_events: int
+    hidden_spikes: int
+    n_hidden: int
+    t_max: float
+    loss: float
+    mem: dict = field(default_factory=dict)
+
+    @property
+    def fwd(self) -> float:
+        return statistics.median(self.fwd_s)
+
+    @property
+    def lag(self) -> float:
+        return statistics.median(self.lag_s)
+
+    @property
+    def bwd(self) -> float:
+        return self.lag - self.fwd
+
+    @property
+    def ratio(self) -> float:
+        return self.bwd / self.fwd
+
+    @property
+    def cpu_ratio(self) -> float:
+        f = statistics.median(self.fwd_cpu_s)
+        return (statistics.median(self.lag_cpu_s) - f) / f
+
+    def part(self, key: str) -> float:
+        return statistics.median(p[key] for p in self.parts)
+
+    @property
+    def rate_hz(self) -> float:
+        return self.hidden_spikes / (self.batch * self.n_hidden * self.t_max)
+
+    def as_dict(self) -> dict:
+        return {
+            "variant": self.name, "threads": self.threads,
+            "forward_s": self.fwd_s, "loss_and_grad_s": self.lag_s,
+            "forward_cpu_s": self.fwd_cpu_s, "loss_and_grad_cpu_s": self.lag_cpu_s,
+            "forward_median_s": self.fwd, "loss_and_grad_median_s": self.lag,
+            "backward_s": self.bwd, "backward_over_forward": self.ratio,
+            "backward_over_forward_cpu": self.cpu_ratio,
+            "loss_and_grad_parts_median_s": {k: self.part(k) for k in PARTS},
+            "loss_and_grad_parts_s": self.parts,
+            "input_events": self.input_events, "hidden_spikes": self.hidden_spikes,
+            "hidden_rate_hz": self.rate_hz, "loss": self.loss,
+            "memory": self.mem,
+        }
+
+
+def _timed(fn) -> tuple[float, float, object]:
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def run_variant(variant, n_hidden, gain, batch, labels, warm, warm_labels, t_max, threads_list, repeats,
+                measure_memory=True):
+    net, params = make_net(variant, n_hidden, gain)
+    loss = _sum_exp_loss()
+    rows = []
+    for nt in threads_list:
+        numba.set_num_threads(nt)
+        # warm-up on a tiny batch: compiles (or loads from cache) every kernel, starts the thread pool
+        es.simulate(net, params, warm, t_max=t_max)
+        es.loss_and_grad(net, params, warm, warm_labels, loss=loss, t_max=t_max)
+        fwd_s, fwd_c, lag_s, lag_c, parts = [], [], [], [], []
+        spikes, value = 0, float("nan")
+        for _ in range(repeats):
+            w, c, rec = _timed(lambda: es.simulate(net, params, batch, t_max=t_max))
+            fwd_s.append(w)
+            fwd_c.append(c)
+            spikes = int(rec.spikes[0].n_events)
+            del rec
+            acc = defaultdict(float)
+            tl = _TimedLoss(loss, acc)
+            with _timed_grad_module(acc):
+                w, c, out = _timed(lambda tl=tl: es.loss_and_grad(net, params, batch, labels, loss=tl, t_max=t_max))
+            lag_s.append(w)
+            lag_c.append(c)
+            parts.append(_split(acc, w))
+            value = float(out[0])
+            del out
+        row = Row(variant, nt, fwd_s, lag_s, fwd_c, lag_c, parts, len(batch), int(batch.n_events), spikes,
+                  n_hidden, t_max, value)
+        if measure_memory:
+            tm_f, rss_f, reset = _memory(lambda: es.simulate(net, params, batch, t_max=t_max))
+            tm_b, rss_b, _ = _memory(lambda: es.loss_and_grad(net, params, batch, labels, loss=loss, t_max=t_max))
+            row.mem = {"forward_tracemalloc_mib": tm_f, "forward_maxrss_delta_mib": rss_f,
+                       "loss_and_grad_tracemalloc_mib": tm_b, "loss_and_grad_maxrss_delta_mib": rss_b,
+                       "peak_rss_reset": reset}
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- output
+def _mib(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    head = (f"{'variant':<12} {'thr':>3} {'fwd s':>8} {'l&g s':>8} {'bwd s':>8} {'bwd/fwd':>8} {'(cpu)':>6} "
+            f"{'rate Hz':>7} | {'readout':>7} {'(loss)':>7} {'kernel':>7} {'other':>7} | "
+            f"{'fwd tm':>7} {'l&g tm':>7} {'fwd rss':>7} {'l&g rss':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        m = r.mem
+        print(f"{r.name:<12} {r.threads:>3} {r.fwd:>8.3f} {r.lag:>8.3f} {r.bwd:>8.3f} {r.ratio:>8.2f} "
+              f"{r.cpu_ratio:>6.2f} {r.rate_hz:>7.1f} | {r.part('readout'):>7.3f} {r.part('loss'):>7.3f} "
+              f"{r.part('kernel'):>7.3f} {r.part('other'):>7.3f} | "
+              f"{_mib(m.get('forward_tracemalloc_mib')):>7} {_mib(m.get('loss_and_grad_tracemalloc_mib')):>7} "
+              f"{_mib(m.get('forward_maxrss_delta_mib')):>7} {_mib(m.get('loss_and_grad_maxrss_delta_mib')):>7}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small run (batch 4, 0.25 s, 2 repeats), < 1 min")
+    p.add_argument("--batch", type=int, default=32, help="samples per batch")
+    p.add_argument("--hidden", type=int, default=256, help="hidden LIF neurons")
+    p.add_argument("--rate", type=float, default=10.0, help="Poisson rate per input channel, Hz")
+    p.add_argument("--t-max", type=float, default=1.0, help="sample duration, s")
+    p.add_argument("--repeats", type=int, default=3, help="timed (fwd, l&g) pairs per figure (medians reported)")
+    p.add_argument("--slow-repeats", type=int, default=1,
+                   help="timed pairs for the queue-kernel variant delays (at most --repeats)")
+    p.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
+    p.add_argument("--no-single", action="store_true", help="skip the 1-thread figures")
+    p.add_argument("--no-memory", action="store_true", help="skip the (untimed) memory calls")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {','.join(VARIANTS)}")
+    p.add_argument("--target-rate", type=float, default=15.0, help="hidden rate (Hz) the gain is tuned to")
+    p.add_argument("--weight-scale", type=float, default=None, help="input weight gain (skips calibration)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson inputs and labels")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.batch, a.t_max, a.repeats = min(a.batch, 4), min(a.t_max, 0.25), min(a.repeats, 2)
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant(s) {bad}; choose from {VARIANTS}")
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    nt = max_threads if a.threads is None else a.threads
+    if not 1 <= nt <= max_threads:
+        p.error(f"--threads must be in [1, {max_threads}] (NUMBA_NUM_THREADS)")
+    threads_list = [nt] if (a.no_single or nt == 1) else [nt, 1]
+    _sum_exp_loss()  # fail early if the losses module is missing
+
+    batch = poisson_batch(a.batch, N_INPUTS, a.rate, a.t_max, seed=a.seed)
+    warm = poisson_batch(2, N_INPUTS, a.rate, min(a.t_max, 0.02), seed=a.seed + 1)
+    rng = np.random.default_rng(a.seed)
+    labels = rng.integers(0, N_READOUT, size=len(batch))
+    warm_labels = rng.integers(0, N_READOUT, size=len(warm))
+    counts = batch.counts()
+    print(f"exactsnn backward benchmark  (python {platform.python_version()}, numba {numba.__version__}, "
+          f"numpy {np.__version__})")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
+          f"numba threads: {threads_list}")
+    print(f"workload: batch {a.batch}, {N_INPUTS} inputs at {a.rate:g} Hz, t_max {a.t_max:g} s -> "
+          f"{counts.mean():.0f} input spikes/sample; hidden {a.hidden} LIF, readout {N_READOUT} LI; "
+          f"loss SumExp, random labels in [0, {N_READOUT})")
+
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    if a.weight_scale is None:
+        cal = batch.select(np.arange(min(len(batch), 4)))
+        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate)
+        print(f"calibrated input-weight gain {gain:.4g} -> {cal_rate:.1f} Hz on {len(cal)} samples "
+              f"(target {a.target_rate:g} Hz; includes compilation: {time.perf_counter() - t0:.1f} s)")
+    else:
+        gain = a.weight_scale
+    std = gain / math.sqrt(N_INPUTS)
+    print(f"input weights ~ N({MEAN_REL * std:.4g}, {std:.4g}^2); delays U(0, 10 ms) where on")
+
+    rows: list[Row] = []
+    for v in variants:
+        t1 = time.perf_counter()
+        reps = min(a.repeats, a.slow_repeats) if v in SLOW else a.repeats
+        rows += run_variant(v, a.hidden, gain, batch, labels, warm, warm_labels, a.t_max, threads_list,
+                            max(reps, 1), measure_memory=not a.no_memory)
+        print(f"  {v}: done in {time.perf_counter() - t1:.1f} s", flush=True)
+    print(f"numba threading layer: {numba.threading_layer()}")
+    print()
+    rows.sort(key=lambda r: -r.threads)
+    print_table(rows)
+    print()
+    print("fwd s     = median wall time of es.simulate on the batch; l&g s = of es.loss_and_grad (SumExp)")
+    print("bwd s     = l&g s - fwd s; bwd/fwd = bwd s / fwd s (target <= 2); (cpu) = same ratio on process")
+    print("            CPU time (all threads; robust to other load, includes OpenMP spin-waiting)")
+    print("breakdown = median seconds inside one l&g call: readout = _readout_backward (loss value, its")
+    print("            adjoints, readout gradients, dL/dt of the hidden spikes), (loss) = the part of it spent")
+    print("            in the loss's own readout/integrals methods, kernel = backward_batch (hidden layer's")
+    print("            reverse replay), other = l&g - its forward - readout - kernel (checks, buffers, sums)")
+    print("tm        = tracemalloc peak (MiB) of one call; rss = ru_maxrss growth (MiB) during one call"
+          + (", peak mark reset first" if rows and rows[0].mem.get("peak_rss_reset") else ""))
+    print(f"load average before/after: {load0[0]:.2f} / {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
+    if a.json:
+        doc = {
+            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "numba": numba.__version__,
+                        "numpy": np.__version__, "threading_layer": numba.threading_layer(),
+                        "loadavg_1min_before_after": [load0[0], os.getloadavg()[0]]},
+            "workload": {"batch": a.batch, "n_inputs": N_INPUTS, "rate_hz": a.rate, "t_max": a.t_max,
+                         "hidden": a.hidden, "readout": N_READOUT, "repeats": a.repeats,
+                         "slow_repeats": a.slow_repeats, "seed": a.seed, "loss": "SumExp",
+                         "input_events": int(batch.n_events), "input_weight_gain": gain,
+                         "input_weight_mean": MEAN_REL * std, "input_weight_std": std},
+            "variants": [r.as_dict() for r in rows],
+        }
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
