@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from exactsnn_cli.gradcheck import gradcheck
 from exactsnn_cli.simulate import simulate
 
 app = typer.Typer(
@@ -45,7 +46,8 @@ def main(
 
 
 app.command("simulate")(simulate)
-# Later: app.command("train")(train), app.command("gradcheck")(gradcheck), app.command("evaluate")(...),
+app.command("gradcheck")(gradcheck)
+# Later: app.command("train")(train), app.command("evaluate")(...),
 # app.add_typer(data_app, name="data"), app.command("plot")(plot).
 
 

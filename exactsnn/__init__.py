@@ -3,9 +3,11 @@
 Time is in seconds throughout. See README.md for the CLI and the Python API.
 """
 
+from exactsnn import losses, regularizers
 from exactsnn.engine.simulate import Recording, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.grad import loss_and_grad, loss_value
+from exactsnn.gradcheck import GradcheckReport, gradcheck
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons import LI, LIF
 
@@ -13,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LIF", "LI", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording",
-    "loss_and_grad", "loss_value", "__version__",
+    "loss_and_grad", "loss_value", "gradcheck", "GradcheckReport", "losses", "regularizers", "__version__",
 ]

@@ -7,33 +7,55 @@ within the group; ``mode="coordinate"``: single entries chosen at random without
 compares the EventProp directional derivative ``g . v`` with central differences of the loss along
 ``v``.
 
-Finite differences. The step ``eps`` is **absolute**, in the units of the group (weights:
-dimensionless; delays and input times: seconds); the default 1e-6 is ~2e-4 tau_syn for the default
-time constants. The loss is evaluated at ``x +- h v`` for h = eps, eps/2, eps/4, giving the central
-differences ``D(h)``, ``D(h/2)``, ``D(h/4)`` and two Richardson extrapolations
+Errors are measured relative to the group's **scale**, its largest EventProp gradient magnitude
+``max_i |g_i|`` (or the largest finite-difference derivative found, if that is larger, so that a
+gradient that is wrongly zero still fails): float64 central differences have an absolute noise floor
+of a few ulp(L)/h, so errors relative to each small entry would measure noise (DESIGN §5 pitfall 3).
+
+Step. ``eps`` is an **absolute** step in the units of the group (weights: dimensionless; delays and
+input times: seconds); the default 1e-6 is ~2e-4 tau_syn for the default time constants.
+
+Noise. The rounding noise ``sigma`` of the loss near the base point is measured per group (eight
+evaluations with the group's values moved by a few ulps; a straight-line fit removes the true change),
+at least 2 ulp(L). The estimate's noise is then ``4 sigma / h``. (A loss whose value is computed
+less accurately than ulp(L), e.g. a cross-entropy of 1e-6 formed as log(s) + max(z) - z_label from
+logits of ~20, shows up as a failure: its value, not EventProp, is then at fault.) With
+``adaptive=True`` (default) a group whose scale is small next to that noise gets a larger step, so
+that the noise stays below ``NOISE_TARGET`` (1e-8) of the scale:
+``h = min(max(eps, 4 sigma / (NOISE_TARGET scale)), MAX_STEP_FACTOR eps)``. The step of each group
+and its relative noise are reported (``step``, ``noise``).
+
+Noise-limited groups. Where even the largest step leaves the estimated noise above the tolerance
+(a group whose gradients are ~1e-7 of the loss), float64 differences cannot resolve the tolerance;
+such a group is marked noise-limited and must agree within its noise instead (``GroupResult.ok``).
+The noise estimate is conservative: observed errors in such groups are ~0.1 of it.
+
+Estimate. The loss is evaluated at ``x +- h v``, ``x +- (h/2) v`` and ``x +- (h/4) v``, giving the
+central differences ``D(h)``, ``D(h/2)``, ``D(h/4)`` and two Richardson extrapolations
 ``R1 = (4 D(h/2) - D(h)) / 3`` and ``R2 = (4 D(h/4) - D(h/2)) / 3`` (truncation error O(h^4)).
-The reported estimate is R1 (rounding noise about 3 ulp(L)/h).
+The reported estimate is R1.
 
 Skips. A check is skipped, never counted as an error, when
 
 * ``pattern``: any of the six perturbed runs has a different number of spikes than the base run for
   some (layer, sample, unit): the loss is then not differentiable inside the step;
-* ``kink``: ``|R1 - R2| > kink_tol * scale``: the estimate has not converged, which in practice means
-  the loss has a kink inside the step without any change of spike counts (DESIGN §5 pitfall 2: an
-  arrival crossing its target's spike time or refractory end, the argmax of a max-voltage loss
-  switching peaks). Smooth curvature, however large (near-tangent crossings make the third derivative
-  huge), cancels in R1 - R2 up to O(h^4); a kink at offset a from the base point with slope jump Δg
-  leaves R1 - R2 = 7 Δg a / (6 h). So a kink that would spoil the estimate is caught unless it lies
-  within ~kink_tol*h of the base point (probability ~1e-7 per check);
+* ``kink``: ``|R1 - R2| > max(kink_tol * scale, 4 * noise)``: the estimate has not converged, which in
+  practice means that the loss has a kink inside the step without any change of spike counts (DESIGN
+  §5 pitfall 2: an arrival crossing its target's spike time or refractory end, the argmax of a
+  max-voltage loss switching peaks). Smooth curvature, however large (near-tangent crossings make the
+  third derivative huge), cancels in R1 - R2 up to O(h^4); a kink at offset a from the base point with
+  slope jump Δg leaves R1 - R2 = 7 Δg a / (6 h). So a kink that would spoil the estimate is caught
+  unless it lies within ~kink_tol*h of the base point. Differences at the noise level are not kinks:
+  such checks are compared;
 * ``nonfinite``: a perturbed loss is not finite.
 
-Coordinates that cannot move both ways are left out of the candidate set: delays below 2 eps and
-input times within 2 eps of 0 or t_max (those counts are reported as ``n_boundary``).
+Coordinates that cannot move both ways are left out of the candidate set: delays below 2 h and
+input times within 2 h of 0 or t_max (their number is reported as ``n_boundary``).
 
-Errors are measured relative to the group's scale, the largest EventProp gradient magnitude
-``max_i |g_i|`` of the group (or the largest finite-difference derivative found, if that is larger,
-so that a gradient that is wrongly zero still fails): float64 central differences are noise-limited
-to ~1e-9 absolute, so errors relative to each small entry would measure noise (DESIGN §5 pitfall 3).
+Regularisers. A spike count is piecewise constant, so the gradient EventProp propagates for a
+spike-count regulariser is that of its relaxed surrogate (:mod:`exactsnn.regularizers`); the finite
+differences therefore difference ``loss_value(..., regularizer, relaxed=True)``, whose derivative is
+exact wherever the spike pattern holds.
 
 Everything is deterministic: each group draws its directions from
 ``numpy.random.default_rng([seed, crc32(group name)])``, so a group's checks do not depend on which
@@ -57,6 +79,10 @@ __all__ = ["CheckEntry", "GradcheckReport", "GroupResult", "INPUT_TIMES", "gradc
 
 INPUT_TIMES = "input_times"
 MODES = ("random", "coordinate")
+NOISE_TARGET = 1e-8  # adaptive step: rounding noise of the estimate relative to the group's scale
+MAX_STEP_FACTOR = 100.0  # adaptive step: at most this many times eps
+NOISE_FACTOR = 4.0  # rounding noise of the Richardson estimate: NOISE_FACTOR * (noise of L) / h
+NOISE_PROBES = 8  # loss evaluations per group that measure the rounding noise of L
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -85,7 +111,12 @@ class CheckEntry:
 
 @dataclass(frozen=True)
 class GroupResult:
-    """Summary of one parameter group: counts, the scale and the worst relative error (NaN if none checked)."""
+    """Summary of one parameter group.
+
+    Counts of compared and skipped checks, ``n_boundary`` (coordinates that could not move both ways),
+    ``scale`` (largest |gradient|), ``step`` (h used), ``noise`` (estimated rounding noise of the
+    estimate relative to the scale), the worst relative error (NaN if none checked) and its check.
+    """
 
     name: str
     size: int
@@ -95,6 +126,8 @@ class GroupResult:
     n_skipped_nonfinite: int
     n_boundary: int
     scale: float
+    step: float
+    noise: float
     worst_rel_error: float
     worst: CheckEntry | None
 
@@ -103,9 +136,17 @@ class GroupResult:
         """Checks skipped for any reason."""
         return self.n_skipped_pattern + self.n_skipped_kink + self.n_skipped_nonfinite
 
+    def noise_limited(self, tol: float = 1e-6) -> bool:
+        """True when the estimated rounding noise of the differences exceeds ``tol``: float64 differences
+        cannot resolve this group to ``tol`` (its gradients are tiny next to the loss)."""
+        return bool(self.n_checked and self.noise > tol)
+
     def ok(self, tol: float = 1e-6) -> bool:
-        """True when every check of the group was within ``tol`` (a group without checks is ok)."""
-        return self.n_checked == 0 or self.worst_rel_error <= tol
+        """True when every check is within ``tol``, or within the estimated noise for a noise-limited group.
+
+        A group without checks is ok.
+        """
+        return self.n_checked == 0 or self.worst_rel_error <= max(tol, self.noise)
 
 
 @dataclass(frozen=True)
@@ -143,8 +184,12 @@ class GradcheckReport:
         return max(errs) if errs else 0.0
 
     def failed(self, tol: float = 1e-6) -> list[str]:
-        """Names of the groups with a check above ``tol``."""
+        """Names of the groups with a check above ``tol`` (above the noise, for a noise-limited group)."""
         return [g.name for g in self.groups if not g.ok(tol)]
+
+    def noise_limited(self, tol: float = 1e-6) -> list[str]:
+        """Names of the checked groups whose finite differences cannot resolve ``tol`` (see GroupResult)."""
+        return [g.name for g in self.groups if g.noise_limited(tol)]
 
     def ok(self, tol: float = 1e-6) -> bool:
         """True when every checked group is within ``tol`` (relative to the group's scale)."""
@@ -152,7 +197,8 @@ class GradcheckReport:
 
     def format_table(self, tol: float | None = None) -> str:
         """A plain-text table, one row per group; with ``tol`` a pass/FAIL column."""
-        head = ["group", "size", "checked", "skipped", "scale", "worst rel err", "eventprop", "finite diff"]
+        head = ["group", "size", "checked", "skipped", "scale", "step", "noise", "worst rel err", "eventprop",
+                "finite diff"]
         if tol is not None:
             head.append("status")
         rows = []
@@ -164,24 +210,30 @@ class GradcheckReport:
                 skipped += f" ({', '.join(parts)})"
             w = g.worst
             row = [
-                g.name, str(g.size), str(g.n_checked), skipped, f"{g.scale:.3e}",
+                g.name, str(g.size), str(g.n_checked), skipped, f"{g.scale:.2e}", f"{g.step:.1e}",
+                f"{g.noise:.0e}" if math.isfinite(g.noise) else "-",
                 f"{g.worst_rel_error:.2e}" if g.n_checked else "-",
                 f"{w.eventprop:+.9e}" if w is not None else "-",
                 f"{w.fd:+.9e}" if w is not None else "-",
             ]
             if tol is not None:
-                row.append("-" if not g.n_checked else ("ok" if g.ok(tol) else "FAIL"))
+                status = "-" if not g.n_checked else ("ok" if g.ok(tol) else "FAIL")
+                row.append(status + ("*" if g.noise_limited(tol) else ""))
             rows.append(row)
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = [
-            f"gradcheck: loss {self.loss:.12g}, mode {self.mode}, eps {self.eps:g} (absolute), seed {self.seed}"
-            + ("" if tol is None else f", tol {tol:g} relative to each group's largest |gradient|"),
+            f"gradcheck: loss {self.loss:.12g}, mode {self.mode}, eps {self.eps:g}, seed {self.seed}"
+            + ("" if tol is None else f", tol {tol:g}")
+            + " (errors relative to each group's scale = largest |gradient|)",
             "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
             "  ".join("-" * w for w in widths),
         ]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         if tol is not None:
             n_fail = len(self.failed(tol))
+            if self.noise_limited(tol):
+                lines.append(f"* noise-limited: the rounding noise of the differences exceeds tol {tol:g}; "
+                             "checked against the noise instead")
             lines.append(
                 f"{self.n_checked} checks compared, {self.n_skipped} skipped; "
                 + ("all groups within tolerance" if n_fail == 0 else f"{n_fail} group(s) FAILED")
@@ -237,16 +289,43 @@ def _spike_counts(net: Network, params: Params, batch: SpikeBatch, t_max: float)
     return out
 
 
-def _candidates(name: str, values: np.ndarray, eps: float, t_max: float) -> np.ndarray:
-    """Flat indices of the coordinates that may move by +-eps (times and delays stay in their domain)."""
+def _candidates(name: str, values: np.ndarray, h: float, t_max: float) -> np.ndarray:
+    """Flat indices of the coordinates that may move by +-h (times and delays stay in their domain)."""
     flat = values.reshape(-1)
     if name == INPUT_TIMES:
-        ok = (flat >= 2 * eps) & (flat <= t_max - 2 * eps)
+        ok = (flat >= 2 * h) & (flat <= t_max - 2 * h)
     elif _split(name)[0] in ("delays", "recurrent_delays"):
-        ok = flat >= 2 * eps
+        ok = flat >= 2 * h
     else:
         ok = np.ones(flat.size, dtype=bool)
     return np.flatnonzero(ok)
+
+
+def _step(eps: float, adaptive: bool, noise_f: float, scale: float) -> float:
+    """The finite-difference step of a group (see the module docstring)."""
+    if not adaptive or scale <= 0 or not math.isfinite(noise_f):
+        return eps
+    h_noise = NOISE_FACTOR * noise_f / (NOISE_TARGET * scale)
+    return min(max(eps, h_noise), MAX_STEP_FACTOR * eps)
+
+
+def _measured_noise(values: np.ndarray, loss_at: Callable[[np.ndarray], float], base: float) -> float:
+    """Rounding noise of the loss near the base point, measured: the loss at the group's values scaled by
+    (1 - k 2^-50), k = 0..NOISE_PROBES-1 (a few ulps: the true change is linear in k, a straight-line fit
+    removes it and leaves the rounding), max |residual| x 1.5, at least 2 ulp(L). Probes a few ulps
+    apart see rounding that varies with the inputs (spike times found to a few ulps, sums over arrivals)
+    but not rounding locked to a coarser grid than ulp(L): a loss of 1e-6 computed as log(1 + x) or as
+    a difference of logits of ~20 is only good to ulp(1) or ulp(20). Such a loss fails the check, and
+    should: its value is then less accurate than its gradient."""
+    k = np.arange(NOISE_PROBES, dtype=np.float64)
+    f = np.array([base] + [loss_at(values * (1.0 - kk * 2.0**-50)) for kk in k[1:]])
+    floor = 2.0 * float(np.spacing(abs(base))) if math.isfinite(base) else math.inf
+    if not np.all(np.isfinite(f)):
+        return math.inf
+    A = np.vstack([np.ones_like(k), k]).T
+    coef, *_ = np.linalg.lstsq(A, f - base, rcond=None)
+    resid = f - base - A @ coef
+    return max(1.5 * float(np.max(np.abs(resid))), floor)
 
 
 # ----------------------------------------------------------------------------------------------- gradcheck
@@ -265,30 +344,32 @@ def gradcheck(
     regularizer: object = None,
     input_times: bool = False,
     kink_tol: float = 1e-7,
+    adaptive: bool = True,
 ) -> GradcheckReport:
     """Compare EventProp gradients with central finite differences of the loss; see the module docstring.
 
-    ``eps``: absolute step (weights dimensionless, delays and input times in seconds). ``mode``:
-    ``"random"`` (``n_checks`` random unit directions per group) or ``"coordinate"`` (``n_checks``
-    random entries per group; all of them when the group is smaller). ``groups``: names as in
-    ``params.groups()`` plus ``"input_times"``; default: every weight group, the delays of layers
-    built with ``delays=True``, and the input times when ``input_times=True``. ``kink_tol``: skip a
-    check when the differences at eps and eps/2 disagree by more than this times the group's scale.
-    ``t_max`` in seconds. Returns a :class:`GradcheckReport`; use ``report.ok(tol)`` to decide.
+    ``eps``: absolute step (weights dimensionless, delays and input times in seconds), enlarged per
+    group up to 100x where rounding noise demands it (``adaptive``). ``mode``: ``"random"``
+    (``n_checks`` random unit directions per group) or ``"coordinate"`` (``n_checks`` random entries
+    per group; all of them when the group is smaller). ``groups``: names as in ``params.groups()``
+    plus ``"input_times"``; default: every weight group, the delays of layers built with
+    ``delays=True``, and the input times when ``input_times=True``. ``kink_tol``: skip a check whose
+    two Richardson estimates disagree by more than this times the group's scale. ``t_max`` in
+    seconds. Returns a :class:`GradcheckReport`; use ``report.ok(tol)`` to decide.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(n_checks, bool) or not isinstance(n_checks, (int, np.integer)) or n_checks < 1:
         raise ValueError(f"n_checks must be a positive integer, got {n_checks!r}")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive finite step, got {eps!r}")
-    if not (math.isfinite(kink_tol) and kink_tol > 0):
+    if not (isinstance(kink_tol, (int, float)) and math.isfinite(kink_tol) and kink_tol > 0):
         raise ValueError(f"kink_tol must be a positive number, got {kink_tol!r}")
     available = parameter_groups(net, params, input_times=True)
     if groups is None:
         names = parameter_groups(net, params, input_times=input_times)
     else:
-        names = list(groups)
+        names = [groups] if isinstance(groups, str) else list(groups)
         for name in names:
             if name not in available:
                 if name in params.groups():
@@ -298,6 +379,7 @@ def gradcheck(
 
     loss_and_grad, loss_value = _api()
     kw = {} if regularizer is None else {"regularizer": regularizer}
+    kw_fd = {} if regularizer is None else {"regularizer": regularizer, "relaxed": True}
     if need_input:
         base_loss, grads, dt_in = loss_and_grad(
             net, params, batch, labels, loss=loss, t_max=t_max, input_grad=True, **kw
@@ -308,9 +390,22 @@ def gradcheck(
     else:
         base_loss, grads = loss_and_grad(net, params, batch, labels, loss=loss, t_max=t_max, **kw)
         dt_in = None
+    base_loss = float(base_loss)
     base_counts = _spike_counts(net, params, batch, t_max)
     grad_groups = grads.groups()
     param_groups = params.groups()
+
+    def loss_with(name: str, new_values: np.ndarray) -> float:
+        """Loss with group ``name`` set to ``new_values`` (no spike-pattern check)."""
+        if name == INPUT_TIMES:
+            p, b = params, _with_times(batch, new_values)
+        else:
+            p, b = params.copy(), batch
+            arr = p.groups()[name]
+            arr[...] = new_values.reshape(arr.shape)
+        return float(loss_value(net, p, b, labels, loss=loss, t_max=t_max, **kw_fd))
+
+    base_fd = float(loss_value(net, params, batch, labels, loss=loss, t_max=t_max, **kw_fd))
 
     def evaluate(name: str, delta: np.ndarray) -> tuple[float, bool]:
         """Loss at the base point moved by ``delta`` in group ``name``, and whether the spike pattern held."""
@@ -320,7 +415,7 @@ def gradcheck(
             p, b = params.copy(), batch
             arr = p.groups()[name]
             arr += delta.reshape(arr.shape)
-        value = float(loss_value(net, p, b, labels, loss=loss, t_max=t_max, **kw))
+        value = float(loss_value(net, p, b, labels, loss=loss, t_max=t_max, **kw_fd))
         counts = _spike_counts(net, p, b, t_max)
         same = all(np.array_equal(c0, c) for c0, c in zip(base_counts, counts, strict=True))
         return value, same
@@ -329,15 +424,20 @@ def gradcheck(
     entries: list[CheckEntry] = []
     for name in names:
         values = batch.times if name == INPUT_TIMES else param_groups[name]
-        g = dt_in if name == INPUT_TIMES else grad_groups[name]
+        g = dt_in if name == INPUT_TIMES else grad_groups.get(name)
+        if g is None:
+            raise ValueError(f"loss_and_grad returned no gradient for {name}")
         g = np.asarray(g, dtype=np.float64).reshape(-1)
         if g.size != values.size:
             raise ValueError(f"gradient of {name} has {g.size} entries, expected {values.size}")
+        g_scale = float(np.max(np.abs(g))) if g.size else 0.0
+        noise_f = _measured_noise(values, lambda x, n=name: loss_with(n, x), base_fd)
+        h = _step(float(eps), adaptive, noise_f, g_scale)
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        cand = _candidates(name, values, eps, t_max)
+        cand = _candidates(name, values, h, t_max)
         if mode == "coordinate":
             picks = np.sort(rng.choice(cand, size=min(n_checks, cand.size), replace=False)) if cand.size else cand
-            directions = [(int(i), None) for i in picks]
+            directions: list[tuple[int, np.ndarray | None]] = [(int(i), None) for i in picks]
         else:
             directions = []
             if cand.size:
@@ -347,43 +447,41 @@ def gradcheck(
                     v /= np.linalg.norm(v)
                     directions.append((k, v))
 
-        group_entries = []
+        raw = []
         for index, v in directions:
             if v is None:
                 v = np.zeros(values.size)
                 v[index] = 1.0
             f = {}
             same_all = True
-            for s in (1.0, -1.0, 0.5, -0.5, 0.25, -0.25):
-                f[s], same = evaluate(name, s * eps * v)
+            for frac in (1.0, -1.0, 0.5, -0.5, 0.25, -0.25):
+                f[frac], same = evaluate(name, frac * h * v)
                 same_all &= same
-            ep = float(g @ v)
-            d1 = (f[1.0] - f[-1.0]) / (2 * eps)
-            d2 = (f[0.5] - f[-0.5]) / eps
-            d4 = (f[0.25] - f[-0.25]) / (0.5 * eps)
-            r1 = (4 * d2 - d1) / 3
-            r2 = (4 * d4 - d2) / 3
+            d1 = (f[1.0] - f[-1.0]) / (2 * h)
+            d2 = (f[0.5] - f[-0.5]) / h
+            d4 = (f[0.25] - f[-0.25]) / (0.5 * h)
+            r1, r2 = (4 * d2 - d1) / 3, (4 * d4 - d2) / 3
             if not all(math.isfinite(x) for x in f.values()):
                 status = "nonfinite"
             elif not same_all:
                 status = "pattern"
             else:
                 status = "ok"
-            group_entries.append([name, index, ep, r1, r2, d1, d2, d4, status])
+            raw.append((index, float(g @ v), r1, r2, d1, d2, d4, status))
 
         # The scale: the largest EventProp gradient entry, or the largest finite difference if larger.
-        fds = [abs(e[3]) for e in group_entries if e[8] == "ok"]
-        scale = max([float(np.max(np.abs(g))) if g.size else 0.0, *fds])
-        for e in group_entries:
-            if e[8] == "ok" and abs(e[3] - e[4]) > kink_tol * scale:
-                e[8] = "kink"
+        scale = max([g_scale, *(abs(r[2]) for r in raw if r[7] == "ok")])
+        noise_abs = NOISE_FACTOR * noise_f / h
+        kink_threshold = max(kink_tol * scale, 4 * noise_abs)
         done = []
-        for e in group_entries:
+        for index, ep, r1, r2, d1, d2, d4, status in raw:
             err = math.nan
-            if e[8] == "ok":
-                diff = abs(e[2] - e[3])
+            if status == "ok" and abs(r1 - r2) > kink_threshold:
+                status = "kink"
+            if status == "ok":
+                diff = abs(ep - r1)
                 err = 0.0 if diff == 0 else (diff / scale if scale > 0 else math.inf)
-            done.append(CheckEntry(*e[:8], rel_error=err, status=e[8]))
+            done.append(CheckEntry(name, index, ep, r1, r2, d1, d2, d4, rel_error=err, status=status))
         checked = [e for e in done if e.status == "ok"]
         worst = max(checked, key=lambda e: e.rel_error) if checked else None
         results.append(GroupResult(
@@ -391,8 +489,9 @@ def gradcheck(
             n_skipped_pattern=sum(e.status == "pattern" for e in done),
             n_skipped_kink=sum(e.status == "kink" for e in done),
             n_skipped_nonfinite=sum(e.status == "nonfinite" for e in done),
-            n_boundary=int(values.size - cand.size), scale=scale,
+            n_boundary=int(values.size - cand.size), scale=scale, step=h,
+            noise=noise_abs / scale if scale > 0 else math.nan,
             worst_rel_error=worst.rel_error if worst is not None else math.nan, worst=worst,
         ))
         entries.extend(done)
-    return GradcheckReport(tuple(results), tuple(entries), float(base_loss), mode, float(eps), int(seed))
+    return GradcheckReport(tuple(results), tuple(entries), base_loss, mode, float(eps), int(seed))
