@@ -31,6 +31,25 @@ def _swap(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np
 
 
 @njit(cache=True)
+def _sift_down(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int) -> None:
+    """Restore the heap order below the root."""
+    i = 0
+    while True:
+        l = 2 * i + 1
+        if l >= size:
+            break
+        m = l
+        r = l + 1
+        if r < size and _less(ht, hk, hs, r, l):
+            m = r
+        if _less(ht, hk, hs, m, i):
+            _swap(ht, hk, hs, ha, hb, i, m)
+            i = m
+        else:
+            break
+
+
+@njit(cache=True)
 def heap_push(
     ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int,
     t: float, kind: int, seq: int, a: int, b: int,
@@ -58,20 +77,7 @@ def heap_pop(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb:
     size -= 1
     if size > 0:
         _swap(ht, hk, hs, ha, hb, 0, size)
-        i = 0
-        while True:
-            l = 2 * i + 1
-            if l >= size:
-                break
-            m = l
-            r = l + 1
-            if r < size and _less(ht, hk, hs, r, l):
-                m = r
-            if _less(ht, hk, hs, m, i):
-                _swap(ht, hk, hs, ha, hb, i, m)
-                i = m
-            else:
-                break
+        _sift_down(ht, hk, hs, ha, hb, size)
     return size
 
 
@@ -86,20 +92,7 @@ def heap_replace_top(
     hs[0] = seq
     ha[0] = a
     hb[0] = b
-    i = 0
-    while True:
-        l = 2 * i + 1
-        if l >= size:
-            break
-        m = l
-        r = l + 1
-        if r < size and _less(ht, hk, hs, r, l):
-            m = r
-        if _less(ht, hk, hs, m, i):
-            _swap(ht, hk, hs, ha, hb, i, m)
-            i = m
-        else:
-            break
+    _sift_down(ht, hk, hs, ha, hb, size)
 
 
 @njit(cache=True)
