@@ -34,7 +34,6 @@ Run: ``python benchmarks/backward.py [--quick] [--batch 32] [--hidden 256] [--ra
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -55,7 +54,16 @@ import exactsnn.grad as es_grad
 from exactsnn.data.poisson import poisson_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for forward.py, this script's sibling
-from forward import MEAN_REL, N_INPUTS, N_READOUT, _memory, calibrate_gain, make_net  # noqa: E402
+from forward import (  # noqa: E402
+    MEAN_REL,
+    N_INPUTS,
+    N_READOUT,
+    _memory,
+    calibrate_gain,
+    make_net,
+    parse_workload,
+    workload_parser,
+)
 
 VARIANTS = ("recurrent", "feedforward", "delays")
 SLOW = ("delays",)
@@ -259,35 +267,9 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small run (batch 4, 0.25 s, 2 repeats), < 1 min")
-    p.add_argument("--batch", type=int, default=32, help="samples per batch")
-    p.add_argument("--hidden", type=int, default=256, help="hidden LIF neurons")
-    p.add_argument("--rate", type=float, default=10.0, help="Poisson rate per input channel, Hz")
-    p.add_argument("--t-max", type=float, default=1.0, help="sample duration, s")
-    p.add_argument("--repeats", type=int, default=3, help="timed (fwd, l&g) pairs per figure (medians reported)")
-    p.add_argument("--slow-repeats", type=int, default=1,
-                   help="timed pairs for the queue-kernel variant delays (at most --repeats)")
-    p.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
-    p.add_argument("--no-single", action="store_true", help="skip the 1-thread figures")
+    p = workload_parser(__doc__, VARIANTS, "timed (fwd, l&g) pairs", "the queue-kernel variant delays")
     p.add_argument("--no-memory", action="store_true", help="skip the (untimed) memory calls")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {','.join(VARIANTS)}")
-    p.add_argument("--target-rate", type=float, default=15.0, help="hidden rate (Hz) the gain is tuned to")
-    p.add_argument("--weight-scale", type=float, default=None, help="input weight gain (skips calibration)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson inputs and labels")
-    p.add_argument("--json", default=None, help="write the figures to this JSON file")
-    a = p.parse_args(argv)
-    if a.quick:
-        a.batch, a.t_max, a.repeats = min(a.batch, 4), min(a.t_max, 0.25), min(a.repeats, 2)
-    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad:
-        p.error(f"unknown variant(s) {bad}; choose from {VARIANTS}")
-    max_threads = numba.config.NUMBA_NUM_THREADS
-    nt = max_threads if a.threads is None else a.threads
-    if not 1 <= nt <= max_threads:
-        p.error(f"--threads must be in [1, {max_threads}] (NUMBA_NUM_THREADS)")
-    threads_list = [nt] if (a.no_single or nt == 1) else [nt, 1]
+    a, variants, threads_list = parse_workload(p, VARIANTS, argv)
     _sum_exp_loss()  # fail early if the losses module is missing
 
     batch = poisson_batch(a.batch, N_INPUTS, a.rate, a.t_max, seed=a.seed)

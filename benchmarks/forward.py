@@ -341,35 +341,47 @@ def print_table(rows: list[Row], base: dict[int, Row]) -> None:
               f"{_fmt(r.maxrss_delta_mib, '.1f') + ' MiB' if r.maxrss_delta_mib is not None else '-':>9}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def workload_parser(doc: str, variants: tuple[str, ...], per_call: str, slow: str) -> argparse.ArgumentParser:
+    """The command-line options shared by the benchmark scripts (workload, repeats, threads, output)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small run (batch 4, 0.25 s, 2 repeats), < 1 min")
     p.add_argument("--batch", type=int, default=32, help="samples per batch")
     p.add_argument("--hidden", type=int, default=256, help="hidden LIF neurons")
     p.add_argument("--rate", type=float, default=10.0, help="Poisson rate per input channel, Hz")
     p.add_argument("--t-max", type=float, default=1.0, help="sample duration, s")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per figure (median reported)")
-    p.add_argument("--slow-repeats", type=int, default=1,
-                   help="timed calls for the queue-kernel variants delays, delays_ff (at most --repeats)")
+    p.add_argument("--repeats", type=int, default=3, help=f"{per_call} per figure (median reported)")
+    p.add_argument("--slow-repeats", type=int, default=1, help=f"{per_call} for {slow} (at most --repeats)")
     p.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
     p.add_argument("--no-single", action="store_true", help="skip the 1-thread figures")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {','.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(variants), help=f"comma list from {','.join(variants)}")
     p.add_argument("--target-rate", type=float, default=15.0, help="hidden rate (Hz) the gain is tuned to")
     p.add_argument("--weight-scale", type=float, default=None, help="input weight gain (skips calibration)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson inputs (and labels)")
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    return p
+
+
+def parse_workload(
+    p: argparse.ArgumentParser, variants: tuple[str, ...], argv: list[str] | None
+) -> tuple[argparse.Namespace, list[str], list[int]]:
+    """Parse and check the options; returns (args, chosen variants, thread counts to run)."""
     a = p.parse_args(argv)
     if a.quick:
         a.batch, a.t_max, a.repeats = min(a.batch, 4), min(a.t_max, 0.25), min(a.repeats, 2)
-    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
+    chosen = [v.strip() for v in a.variants.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in variants]
     if bad:
-        p.error(f"unknown variant(s) {bad}; choose from {VARIANTS}")
+        p.error(f"unknown variant(s) {bad}; choose from {variants}")
     max_threads = numba.config.NUMBA_NUM_THREADS
     nt = max_threads if a.threads is None else a.threads
     if not 1 <= nt <= max_threads:
         p.error(f"--threads must be in [1, {max_threads}] (NUMBA_NUM_THREADS)")
-    threads_list = [nt] if (a.no_single or nt == 1) else [nt, 1]
+    return a, chosen, [nt] if (a.no_single or nt == 1) else [nt, 1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = workload_parser(__doc__, VARIANTS, "timed calls", "the queue-kernel variants delays, delays_ff")
+    a, variants, threads_list = parse_workload(p, VARIANTS, argv)
 
     batch = poisson_batch(a.batch, N_INPUTS, a.rate, a.t_max, seed=a.seed)
     warm = poisson_batch(1, N_INPUTS, a.rate, min(a.t_max, 0.02), seed=a.seed + 1)
