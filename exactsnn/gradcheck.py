@@ -30,23 +30,25 @@ Noise-limited groups. Where even the largest step leaves the estimated noise abo
 such a group is marked noise-limited and must agree within its noise instead (``GroupResult.ok``).
 The noise estimate is conservative: observed errors in such groups are ~0.1 of it.
 
-Estimate. The loss is evaluated at ``x +- h v``, ``x +- (h/2) v`` and ``x +- (h/4) v``, giving the
-central differences ``D(h)``, ``D(h/2)``, ``D(h/4)`` and two Richardson extrapolations
-``R1 = (4 D(h/2) - D(h)) / 3`` and ``R2 = (4 D(h/4) - D(h/2)) / 3`` (truncation error O(h^4)).
-The reported estimate is R1.
+Estimate. The loss is evaluated at ``x +- (h/2^k) v`` for k = 0..3, giving the central differences
+``D_k = D(h/2^k)`` and three Richardson extrapolations ``R_k = (4 D_{k+1} - D_k) / 3`` (truncation
+error O(h^4)). The reported estimate is R_0 (the least noisy).
 
 Skips. A check is skipped, never counted as an error, when
 
-* ``pattern``: any of the six perturbed runs has a different number of spikes than the base run for
+* ``pattern``: any of the eight perturbed runs has a different number of spikes than the base run for
   some (layer, sample, unit): the loss is then not differentiable inside the step;
-* ``kink``: ``|R1 - R2| > max(kink_tol * scale, 4 * noise)``: the estimate has not converged, which in
-  practice means that the loss has a kink inside the step without any change of spike counts (DESIGN
-  §5 pitfall 2: an arrival crossing its target's spike time or refractory end, the argmax of a
-  max-voltage loss switching peaks). Smooth curvature, however large (near-tangent crossings make the
-  third derivative huge), cancels in R1 - R2 up to O(h^4); a kink at offset a from the base point with
-  slope jump Δg leaves R1 - R2 = 7 Δg a / (6 h). So a kink that would spoil the estimate is caught
-  unless it lies within ~kink_tol*h of the base point. Differences at the noise level are not kinks:
-  such checks are compared;
+* ``kink``: ``|R_0 - R_1|`` or ``|R_1 - R_2|`` exceeds ``max(kink_tol * scale, c * noise)`` (c = 4, 8):
+  the estimate has not converged, which in practice means that the loss has a kink inside the step
+  without any change of spike counts (DESIGN §5 pitfall 2: an arrival crossing its target's spike time
+  or refractory end, the argmax of a max-voltage loss switching peaks). Smooth curvature, however large
+  (near-tangent crossings make the third derivative huge), cancels in these differences up to O(h^4).
+  A kink at offset a = x h from the base point (slope jump Δg) leaves R_0 - R_1 = 7 Δg x / 6 when it
+  lies inside all steps, and otherwise shifts the D_k that straddle it: with three steps only, a kink
+  at x = 4/9 makes D_0 - D_1 = 4 (D_1 - D_2) exactly like smooth curvature (R_0 = R_1, both wrong;
+  met in practice), which the fourth step exposes. Two consecutive differences cannot both vanish for
+  one kink at 0 < x < 1, so a kink that would spoil the estimate is caught unless it lies within
+  ~kink_tol*h of the base point. Differences at the noise level are not kinks: such checks are compared;
 * ``nonfinite``: a perturbed loss is not finite.
 
 Coordinates that cannot move both ways are left out of the candidate set: delays below 2 h and
@@ -83,6 +85,7 @@ NOISE_TARGET = 1e-8  # adaptive step: rounding noise of the estimate relative to
 MAX_STEP_FACTOR = 100.0  # adaptive step: at most this many times eps
 NOISE_FACTOR = 4.0  # rounding noise of the Richardson estimate: NOISE_FACTOR * (noise of L) / h
 NOISE_PROBES = 8  # loss evaluations per group that measure the rounding noise of L
+FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # central differences at these fractions of the step h
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -91,8 +94,9 @@ class CheckEntry:
     """One finite-difference check.
 
     ``index``: the flat index of the coordinate (``mode="coordinate"``) or the direction number
-    (``mode="random"``). ``eventprop``: g . v; ``fd``: the Richardson estimate R1 from steps h, h/2;
-    ``fd_fine``: R2 from steps h/2, h/4; ``d_h``, ``d_h2``, ``d_h4``: the central differences.
+    (``mode="random"``). ``eventprop``: g . v; ``fd``: the Richardson estimate R_0 from steps h, h/2;
+    ``fd_fine``: R_1 (h/2, h/4), ``fd_finest``: R_2 (h/4, h/8); ``d_h`` .. ``d_h8``: the central
+    differences at h, h/2, h/4, h/8.
     ``status``: ``"ok"`` (compared), ``"pattern"``, ``"kink"``, ``"nonfinite"`` (skipped).
     ``rel_error``: |eventprop - fd| / scale (NaN when skipped).
     """
@@ -102,9 +106,11 @@ class CheckEntry:
     eventprop: float
     fd: float
     fd_fine: float
+    fd_finest: float
     d_h: float
     d_h2: float
     d_h4: float
+    d_h8: float
     rel_error: float
     status: str
 
@@ -192,7 +198,8 @@ class GradcheckReport:
         return [g.name for g in self.groups if g.noise_limited(tol)]
 
     def ok(self, tol: float = 1e-6) -> bool:
-        """True when every checked group is within ``tol`` (relative to the group's scale)."""
+        """True when every checked group is within ``tol`` relative to its scale (within its noise, for a
+        noise-limited group)."""
         return not self.failed(tol)
 
     def format_table(self, tol: float | None = None) -> str:
@@ -454,34 +461,34 @@ def gradcheck(
                 v[index] = 1.0
             f = {}
             same_all = True
-            for frac in (1.0, -1.0, 0.5, -0.5, 0.25, -0.25):
-                f[frac], same = evaluate(name, frac * h * v)
-                same_all &= same
-            d1 = (f[1.0] - f[-1.0]) / (2 * h)
-            d2 = (f[0.5] - f[-0.5]) / h
-            d4 = (f[0.25] - f[-0.25]) / (0.5 * h)
-            r1, r2 = (4 * d2 - d1) / 3, (4 * d4 - d2) / 3
+            for frac in FRACTIONS:
+                for sign in (1.0, -1.0):
+                    f[sign * frac], same = evaluate(name, sign * frac * h * v)
+                    same_all &= same
+            d = [(f[frac] - f[-frac]) / (2 * frac * h) for frac in FRACTIONS]
+            r = [(4 * d[k + 1] - d[k]) / 3 for k in range(len(d) - 1)]
             if not all(math.isfinite(x) for x in f.values()):
                 status = "nonfinite"
             elif not same_all:
                 status = "pattern"
             else:
                 status = "ok"
-            raw.append((index, float(g @ v), r1, r2, d1, d2, d4, status))
+            raw.append((index, float(g @ v), r, d, status))
 
         # The scale: the largest EventProp gradient entry, or the largest finite difference if larger.
-        scale = max([g_scale, *(abs(r[2]) for r in raw if r[7] == "ok")])
+        scale = max([g_scale, *(abs(x[2][0]) for x in raw if x[4] == "ok")])
         noise_abs = NOISE_FACTOR * noise_f / h
-        kink_threshold = max(kink_tol * scale, 4 * noise_abs)
         done = []
-        for index, ep, r1, r2, d1, d2, d4, status in raw:
+        for index, ep, r, d, status in raw:
             err = math.nan
-            if status == "ok" and abs(r1 - r2) > kink_threshold:
+            if status == "ok" and any(
+                abs(r[k] - r[k + 1]) > max(kink_tol * scale, 4 * 2**k * noise_abs) for k in range(len(r) - 1)
+            ):
                 status = "kink"
             if status == "ok":
-                diff = abs(ep - r1)
+                diff = abs(ep - r[0])
                 err = 0.0 if diff == 0 else (diff / scale if scale > 0 else math.inf)
-            done.append(CheckEntry(name, index, ep, r1, r2, d1, d2, d4, rel_error=err, status=status))
+            done.append(CheckEntry(name, index, ep, *r, *d, rel_error=err, status=status))
         checked = [e for e in done if e.status == "ok"]
         worst = max(checked, key=lambda e: e.rel_error) if checked else None
         results.append(GroupResult(

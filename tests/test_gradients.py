@@ -5,12 +5,12 @@ t_ref in {0, 2 ms}, v_reset in {0, 0.1, -0.2}, three tau pairs incl. tau_mem = t
 2-5 hidden, 2-3 outputs, random input spikes on [0, t_max]) for Sum, SumExp, SumGaussian, MaxVoltage,
 FirstSpike (spiking output) and the SpikeCount regulariser: EventProp equals central differences to
 1e-6 relative to each group's largest gradient, for every parameter group (weights, recurrent weights,
-delays of delay layers, input spike times), wherever the spike pattern is stable. The tolerance is the
-issue's; the differences themselves reach ~1e-9 here (the checker measures the loss's rounding noise
-and enlarges its step where it would dominate), so a genuine error in a jump term (1e-2..1) cannot
-hide. A group whose gradients are so small next to the loss that float64 differences cannot resolve
-1e-6 even with the largest step is held to its noise level instead (``GroupResult.noise_limited``);
-the fixed cases below have none.
+delays of delay layers incl. a delayed readout, input spike times), wherever the spike pattern is
+stable. The tolerance is the issue's; the differences themselves reach ~1e-9 here (the checker
+measures the loss's rounding noise and enlarges its step where it would dominate), so a genuine error
+in a jump term (1e-2..1) cannot hide. A group whose gradients are so small next to the loss that
+float64 differences cannot resolve 1e-6 even with the largest step is held to its noise level instead
+(``GroupResult.noise_limited``); the fixed cases below have none.
 
 Also: the checker catches deliberately wrong gradients, detects kinks and spike-pattern changes, is
 deterministic, the threaded backward equals the serial one, and ``exactsnn gradcheck`` works.
@@ -67,6 +67,7 @@ class Spec:
     taus: tuple[float, float]
     t_max: float
     seed: int
+    readout_delays: bool = False
 
 
 def build_case(
@@ -83,7 +84,7 @@ def build_case(
     if spiking_output:
         layers.append(es.Layer(spec.n_out, lif, delays=spec.hidden[-1][2]))
     else:
-        layers.append(es.Layer(spec.n_out, es.LI(tau_mem=tau_mem, tau_syn=tau_syn)))
+        layers.append(es.Layer(spec.n_out, es.LI(tau_mem=tau_mem, tau_syn=tau_syn), delays=spec.readout_delays))
     net = es.Network(spec.n_in, layers)
     params = net.init(seed=int(rng.integers(1 << 31)))
     samples = []
@@ -113,6 +114,7 @@ def specs(draw: st.DrawFn) -> Spec:
         hidden=hidden, n_in=draw(st.integers(3, 6)), n_out=draw(st.integers(2, 3)),
         t_ref=draw(st.sampled_from([0.0, 2e-3])), v_reset=draw(st.sampled_from([0.0, 0.1, -0.2])),
         taus=draw(st.sampled_from(TAUS)), t_max=draw(st.floats(0.05, 0.1)), seed=draw(st.integers(0, 2**31 - 1)),
+        readout_delays=draw(st.booleans()),
     )
 
 
@@ -128,10 +130,10 @@ def explain(report: GradcheckReport, spec: Spec, loss: str) -> str:
 FIXED = [
     Spec(((4, True, True),), 5, 3, 2e-3, 0.0, TAUS[0], 0.08, 11),
     Spec(((5, True, False), (3, False, True)), 4, 2, 0.0, -0.2, TAUS[1], 0.07, 12),
-    Spec(((3, False, True), (4, True, True)), 6, 3, 2e-3, 0.1, TAUS[2], 0.1, 13),
+    Spec(((3, False, True), (4, True, True)), 6, 3, 2e-3, 0.1, TAUS[2], 0.1, 13, readout_delays=True),
     Spec(((5, False, False),), 3, 2, 0.0, 0.1, TAUS[0], 0.06, 14),
     Spec(((4, True, True), (3, True, False)), 5, 3, 2e-3, -0.2, TAUS[0], 0.09, 15),
-    Spec(((2, True, True),), 4, 3, 0.0, 0.0, TAUS[2], 0.05, 16),
+    Spec(((2, True, True),), 4, 3, 0.0, 0.0, TAUS[2], 0.05, 16, readout_delays=True),
 ]
 
 
@@ -216,6 +218,7 @@ def test_every_coordinate_of_one_network():
     report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=10**6, mode="coordinate",
                        input_times=True)
     assert report.ok(TOL), explain(report, spec, "SumExp")
+    assert not report.noise_limited(TOL), explain(report, spec, "SumExp")
     sizes = {g.name: g.size - g.n_boundary for g in report.groups}
     assert all(g.n_checked + g.n_skipped == sizes[g.name] for g in report.groups)
     assert report.n_checked >= 0.9 * len(report.entries)
@@ -304,6 +307,48 @@ def test_kink_is_detected_and_skipped():
     assert abs(entry.d_h - entry.d_h4) > 1e-4 * report.group("input_times").scale  # a real kink, not noise
     assert report.n_checked >= len(report.entries) // 2
     assert report.ok(TOL), report.format_table(TOL)
+
+
+def _one_parameter_loss(monkeypatch, f, df):
+    """A network with one meaningful parameter, weights[0][0, 0] = w, whose 'loss' is f(w), gradient df(w)."""
+    net = es.Network(1, [es.Layer(2, es.LI())])
+    params = es.Params([np.array([[0.3], [0.0]])], [np.zeros((2, 1))])
+
+    def loss_value(net, p, batch, labels, loss=None, t_max=1.0, **kw):
+        return f(p.weights[0][0, 0])
+
+    def loss_and_grad(net, p, batch, labels, loss=None, t_max=1.0, **kw):
+        w = p.weights[0][0, 0]
+        return f(w), es.Params([np.array([[df(w)], [0.0]])], [np.zeros((2, 1))])
+
+    monkeypatch.setattr(grad_module, "loss_value", loss_value)
+    monkeypatch.setattr(grad_module, "loss_and_grad", loss_and_grad)
+    batch = es.SpikeBatch.from_lists([(np.array([0.01]), np.array([0]))], n_units=1)
+    return net, params, batch, np.array([0]), 0.05
+
+
+@pytest.mark.parametrize("x", [0.02, 0.1, 0.2, 0.3, 4 / 9, 0.5, 0.7, 0.95])
+def test_kinks_at_any_offset_inside_the_step_are_skipped(monkeypatch, x):
+    """A slope jump at w0 + x h (0 < x < 1) is never mistaken for curvature (with three step sizes only,
+    x = 4/9 would pass as smooth here, with a 5e-3 error)."""
+    h, w0 = 1e-6, 0.3
+    kink = w0 + x * h
+    f = lambda w: 2.0 * (w - w0) + (0.5 * (w - kink) if w > kink else 0.0)  # noqa: E731
+    net, params, batch, labels, t_max = _one_parameter_loss(monkeypatch, f, lambda w: 2.0)
+    report = gradcheck(net, params, batch, labels, None, t_max, n_checks=2, eps=h, mode="coordinate",
+                       groups=["weights[0]"], adaptive=False)
+    entry = next(e for e in report.entries if e.index == 0)
+    assert entry.status == "kink", entry
+
+
+def test_smooth_curvature_is_not_a_kink(monkeypatch):
+    """Large higher derivatives (scale 1e-4 against a step of 1e-6) are resolved, not skipped."""
+    f = lambda w: float(np.exp((w - 0.3) / 1e-4))  # noqa: E731
+    net, params, batch, labels, t_max = _one_parameter_loss(monkeypatch, f, lambda w: f(w) / 1e-4)
+    report = gradcheck(net, params, batch, labels, None, t_max, n_checks=2, eps=1e-6, mode="coordinate",
+                       groups=["weights[0]"], adaptive=False)
+    entry = next(e for e in report.entries if e.index == 0)
+    assert entry.status == "ok" and entry.rel_error < 1e-8, entry
 
 
 def test_spike_pattern_changes_are_skipped():
