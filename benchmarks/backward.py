@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import platform
 import statistics
@@ -59,9 +58,9 @@ from forward import (  # noqa: E402
     N_INPUTS,
     N_READOUT,
     _memory,
-    calibrate_gain,
     make_net,
     parse_workload,
+    resolve_gain,
     workload_parser,
 )
 
@@ -287,15 +286,7 @@ def main(argv: list[str] | None = None) -> int:
           f"loss SumExp, random labels in [0, {N_READOUT})")
 
     load0 = os.getloadavg()
-    t0 = time.perf_counter()
-    if a.weight_scale is None:
-        cal = batch.select(np.arange(min(len(batch), 4)))
-        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate)
-        print(f"calibrated input-weight gain {gain:.4g} -> {cal_rate:.1f} Hz on {len(cal)} samples "
-              f"(target {a.target_rate:g} Hz; includes compilation: {time.perf_counter() - t0:.1f} s)")
-    else:
-        gain = a.weight_scale
-    std = gain / math.sqrt(N_INPUTS)
+    gain, std = resolve_gain(a, batch)
     print(f"input weights ~ N({MEAN_REL * std:.4g}, {std:.4g}^2); delays U(0, 10 ms) where on")
 
     rows: list[Row] = []

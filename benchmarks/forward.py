@@ -341,6 +341,19 @@ def print_table(rows: list[Row], base: dict[int, Row]) -> None:
               f"{_fmt(r.maxrss_delta_mib, '.1f') + ' MiB' if r.maxrss_delta_mib is not None else '-':>9}")
 
 
+def resolve_gain(a: argparse.Namespace, batch: es.SpikeBatch) -> tuple[float, float]:
+    """Input-weight gain (--weight-scale, or calibrated to --target-rate) and the weight std it gives."""
+    t0 = time.perf_counter()
+    if a.weight_scale is None:
+        cal = batch.select(np.arange(min(len(batch), 4)))
+        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate)
+        print(f"calibrated input-weight gain {gain:.4g} -> {cal_rate:.1f} Hz on {len(cal)} samples "
+              f"(target {a.target_rate:g} Hz; includes compilation: {time.perf_counter() - t0:.1f} s)")
+    else:
+        gain = a.weight_scale
+    return gain, gain / math.sqrt(N_INPUTS)
+
+
 def workload_parser(doc: str, variants: tuple[str, ...], per_call: str, slow: str) -> argparse.ArgumentParser:
     """The command-line options shared by the benchmark scripts (workload, repeats, threads, output)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -395,15 +408,7 @@ def main(argv: list[str] | None = None) -> int:
           f"hidden {a.hidden} LIF, readout {N_READOUT} LI")
 
     load0 = os.getloadavg()
-    t0 = time.perf_counter()
-    if a.weight_scale is None:
-        cal = batch.select(np.arange(min(len(batch), 4)))
-        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate)
-        print(f"calibrated input-weight gain {gain:.4g} -> {cal_rate:.1f} Hz on {len(cal)} samples "
-              f"(target {a.target_rate:g} Hz; includes compilation: {time.perf_counter() - t0:.1f} s)")
-    else:
-        gain = a.weight_scale
-    std = gain / math.sqrt(N_INPUTS)
+    gain, std = resolve_gain(a, batch)
     print(f"input weights ~ N({MEAN_REL * std:.4g}, {std:.4g}^2); recurrent N(0, (0.5/sqrt(n))^2); "
           f"delays U(0, 10 ms) where on")
 
