@@ -14,6 +14,8 @@ dL/dw = lam_I(t_a), dL/dd = dL/dt_s|_this arrival = w (lam_I/tau_syn - lam_V/tau
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -23,7 +25,7 @@ from exactsnn.engine.simulate import Recording, check_inputs, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
 
-__all__ = ["loss_and_grad", "loss_value"]
+__all__ = ["Outputs", "evaluate_batch", "loss_and_grad", "loss_value"]
 
 
 def _check_labels(labels: np.ndarray, batch: SpikeBatch, n_out: int) -> np.ndarray:
@@ -54,7 +56,7 @@ def _readout_arrivals(rec: Recording) -> tuple[np.ndarray, ...]:
 
 def _readout_shared_times(
     rec: Recording, labels: np.ndarray, loss: object
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_readout_backward` for a delay-free readout and an integral loss.
 
     Every presynaptic spike reaches all readout units at its own time, so the loss's integrals are
@@ -74,13 +76,13 @@ def _readout_shared_times(
     z = readout_z(pre.units, sample, W, F, B)
     value, c = _cross_entropy(z, labels)
     gW, gD, down = readout_grads(pre.units, sample, W, F, h_mem, np.ascontiguousarray(c), nrn.tau_mem, nrn.tau_syn)
-    return float(value), gW, gD, down
+    return float(value), gW, gD, down, z
 
 
 def _readout_backward(
     rec: Recording, labels: np.ndarray, loss: object
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Loss value, readout gradients (gW, gD) and dL/dt of every presynaptic spike."""
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Loss value, readout gradients (gW, gD), dL/dt of every presynaptic spike and the scores z (B, n_out)."""
     if not rec.net.layers[-1].delays and hasattr(loss, "integrals"):
         return _readout_shared_times(rec, labels, loss)
     L = len(rec.net.layers) - 1
@@ -89,14 +91,14 @@ def _readout_backward(
     n_out, n_pre = W.shape
     pre = rec.layer_input(L)
     t_a, w_a, o_a, b_a, s_a = _readout_arrivals(rec)
-    value, lam_V, lam_I, _ = loss.readout(t_a, w_a, o_a, b_a, labels, n_out, rec.t_max, nrn.tau_mem, nrn.tau_syn)
+    value, lam_V, lam_I, z = loss.readout(t_a, w_a, o_a, b_a, labels, n_out, rec.t_max, nrn.tau_mem, nrn.tau_syn)
     x = w_a * (lam_I / nrn.tau_syn - lam_V / nrn.tau_mem)
     u_a = pre.units[s_a]
     flat = o_a * n_pre + u_a
     gW = np.bincount(flat, weights=lam_I, minlength=n_out * n_pre).reshape(n_out, n_pre)
     gD = np.bincount(flat, weights=x, minlength=n_out * n_pre).reshape(n_out, n_pre)
     down = np.bincount(s_a, weights=x, minlength=pre.n_events)
-    return float(value), gW, gD, down
+    return float(value), gW, gD, down, z
 
 
 def first_spike_times(spikes: SpikeBatch, n_units: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,15 +115,53 @@ def first_spike_times(spikes: SpikeBatch, n_units: int) -> tuple[np.ndarray, np.
     return first, index
 
 
-def _first_spike_backward(rec: Recording, labels: np.ndarray, loss: object) -> tuple[float, np.ndarray]:
-    """Loss on the output layer's first spike times and dL/dt of each of its spikes."""
+def _first_spike_backward(
+    rec: Recording, labels: np.ndarray, loss: object
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Loss on the output layer's first spike times, dL/dt of each of its spikes, and the scores."""
     out = rec.spikes[-1]
     first, index = first_spike_times(out, rec.net.layers[-1].size)
     value, d_first = loss.spike_loss(first, labels, rec.t_max)
     down = np.zeros(out.n_events)
     has = index >= 0
     down[index[has]] = d_first[has]
-    return float(value), down
+    return float(value), down, _first_spike_scores(first, rec.t_max)
+
+
+def _first_spike_scores(first: np.ndarray, t_max: float) -> np.ndarray:
+    """Scores of a first-spike output: earlier is better; silent units score below every spike."""
+    return -np.where(np.isfinite(first), first, 2.0 * t_max + 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Outputs:
+    """What a forward pass yields besides the loss.
+
+    ``scores`` (B, n_out): the class scores the loss is built on (the readout's z, or minus the first
+    spike time), ``argmax`` is the prediction; ``counts[l]`` (B, n_l): spikes per sample and unit of
+    every spiking layer (``None`` for an LI readout); ``t_max`` the window (s).
+    """
+
+    scores: np.ndarray
+    counts: list[np.ndarray | None]
+    t_max: float
+
+    def predictions(self) -> np.ndarray:
+        """Predicted class of every sample (B,)."""
+        return np.argmax(self.scores, axis=1)
+
+
+def _outputs(rec: Recording, scores: np.ndarray) -> Outputs:
+    counts = []
+    for l, layer in enumerate(rec.net.layers):
+        if not layer.neuron.spiking:
+            counts.append(None)
+            continue
+        sp = rec.spikes[l]
+        sample = np.repeat(np.arange(len(sp)), sp.counts())
+        c = np.bincount(sample * layer.size + sp.units, minlength=len(sp) * layer.size)
+        counts.append(c.reshape(len(sp), layer.size))
+    return Outputs(np.asarray(scores, dtype=np.float64), counts, rec.t_max)
 
 
 def loss_value(
@@ -137,14 +177,7 @@ def loss_value(
     t_max = check_inputs(net, params, batch, t_max)
     _check_loss_fits(net, loss)
     lab = _check_labels(labels, batch, net.layers[-1].size)
-    rec = simulate(net, params, batch, t_max)
-    if net.layers[-1].neuron.spiking:
-        first, _ = first_spike_times(rec.spikes[-1], net.layers[-1].size)
-        value = float(loss.spike_loss(first, lab, t_max)[0])
-    else:
-        t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
-        nrn = net.layers[-1].neuron
-        value = float(loss.readout(t_a, w_a, o_a, b_a, lab, net.layers[-1].size, t_max, nrn.tau_mem, nrn.tau_syn)[0])
+    value, rec, _ = _forward_loss(net, params, batch, lab, loss, t_max)
     for l in _regularized_layers(net, regularizer):
         n = net.layers[l].size
         if relaxed:
@@ -152,6 +185,35 @@ def loss_value(
         else:
             value += regularizer.value(rec.spikes[l], n)
     return value
+
+
+def _forward_loss(
+    net: Network, params: Params, batch: SpikeBatch, lab: np.ndarray, loss: object, t_max: float
+) -> tuple[float, Recording, np.ndarray]:
+    """Forward pass, the loss (without regulariser) and the class scores (inputs already checked)."""
+    rec = simulate(net, params, batch, t_max)
+    if net.layers[-1].neuron.spiking:
+        first, _ = first_spike_times(rec.spikes[-1], net.layers[-1].size)
+        value, _ = loss.spike_loss(first, lab, t_max)
+        scores = _first_spike_scores(first, t_max)
+    else:
+        t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
+        nrn = net.layers[-1].neuron
+        n_out = net.layers[-1].size
+        value, _, _, scores = loss.readout(t_a, w_a, o_a, b_a, lab, n_out, t_max, nrn.tau_mem, nrn.tau_syn)
+    return float(value), rec, scores
+
+
+def evaluate_batch(
+    net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None, t_max: float = 1.0,
+) -> tuple[float, Outputs]:
+    """Forward pass only: the loss (mean over the batch, no regulariser) and the :class:`Outputs`."""
+    loss = _default_loss() if loss is None else loss
+    t_max = check_inputs(net, params, batch, t_max)
+    _check_loss_fits(net, loss)
+    lab = _check_labels(labels, batch, net.layers[-1].size)
+    value, rec, scores = _forward_loss(net, params, batch, lab, loss, t_max)
+    return value, _outputs(rec, scores)
 
 
 def _regularized_layers(net: Network, regularizer: object) -> list[int]:
@@ -178,12 +240,14 @@ def _check_loss_fits(net: Network, loss: object) -> None:
 def loss_and_grad(
     net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None,
     t_max: float = 1.0, regularizer: object = None, device: str = "cpu", input_grad: bool = False,
+    outputs: bool = False,
 ) -> tuple:
     """Loss (mean over the batch) and its exact gradient with respect to every parameter.
 
     Returns ``(loss, grads)`` with ``grads`` an :class:`es.Params` of the same structure, or
     ``(loss, grads, dt_in)`` with ``input_grad=True``, ``dt_in`` being dL/d(input spike time)
-    aligned with ``batch.times``. ``labels``: int array (B,). Times in seconds.
+    aligned with ``batch.times``; ``outputs=True`` appends the forward pass's :class:`Outputs`
+    (scores, spike counts). ``labels``: int array (B,). Times in seconds.
     """
     loss = _default_loss() if loss is None else loss
     t_max = check_inputs(net, params, batch, t_max)
@@ -196,10 +260,10 @@ def loss_and_grad(
     gR: list[np.ndarray | None] = [None] * n_layers
     gE: list[np.ndarray | None] = [None] * n_layers
     if net.layers[-1].neuron.spiking:
-        value, down = _first_spike_backward(rec, lab, loss)
+        value, down, scores = _first_spike_backward(rec, lab, loss)
         top = n_layers - 1
     else:
-        value, gW[-1], gD[-1], down = _readout_backward(rec, lab, loss)
+        value, gW[-1], gD[-1], down, scores = _readout_backward(rec, lab, loss)
         top = n_layers - 2
     reg_layers = _regularized_layers(net, regularizer)
     for l in reg_layers:
@@ -239,7 +303,9 @@ def loss_and_grad(
             if layer.recurrent:
                 gR[l], gE[l] = gR[l].T.copy(), gE[l].T.copy()
         down = up
-    grads = Params(gW, gD, gR, gE)
+    result: tuple = (value, Params(gW, gD, gR, gE))
     if input_grad:
-        return value, grads, down
-    return value, grads
+        result += (down,)
+    if outputs:
+        result += (_outputs(rec, scores),)
+    return result

@@ -258,8 +258,8 @@ def test_checker_fails_when_a_jump_term_has_the_wrong_sign(monkeypatch):
     real = grad_module._readout_backward
 
     def flipped(*args, **kwargs):
-        value, gW, gD, down = real(*args, **kwargs)
-        return value, gW, gD, -down
+        value, gW, gD, down, scores = real(*args, **kwargs)
+        return value, gW, gD, -down, scores
 
     monkeypatch.setattr(grad_module, "_readout_backward", flipped)
     spec = FIXED[0]

@@ -1,0 +1,156 @@
+"""Adam on :class:`~exactsnn.network.Params`, with a warm-up / decay learning-rate schedule.
+
+Adam (Kingma & Ba 2015), per array ``p`` with gradient ``g`` at step ``k = 1, 2, ...``::
+
+    m <- b1 m + (1 - b1) g,    v <- b2 v + (1 - b2) g^2
+    p <- p - lr_k * (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps)
+
+Delays (seconds) have their own base learning rate ``delay_lr`` (their gradients are in 1/s, the
+weights' in units of the loss) and are projected back onto [0, delay_max] after each step, so they
+stay legal. Only the arrays a layer trains are touched: delays of a delay-free layer stay zero, and
+the diagonal of a recurrent weight matrix (self-connections, zero at initialisation) stays zero.
+
+Schedule (``epoch`` is fractional: step / steps-per-epoch)::
+
+    lr(epoch) = base * min(1, (epoch + 1/steps) / warmup_epochs) * decay(epoch)
+    decay = 1 | gamma^epoch (exponential) | cosine from 1 to min_factor over `epochs`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from exactsnn.network import Network, Params
+
+__all__ = ["Adam", "AdamState", "Schedule", "adam_init", "adam_step", "lr_factor"]
+
+_DECAYS = ("none", "exponential", "cosine")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Learning-rate multiplier: linear warm-up over ``warmup_epochs``, then ``decay``.
+
+    ``decay``: ``"none"``, ``"exponential"`` (factor ``gamma`` per epoch) or ``"cosine"`` (from 1
+    down to ``min_factor`` at ``epochs``).
+    """
+
+    warmup_epochs: float = 0.0
+    decay: str = "none"
+    gamma: float = 0.95
+    epochs: int = 1
+    min_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decay not in _DECAYS:
+            raise ValueError(f"Schedule.decay must be one of {', '.join(_DECAYS)}, got {self.decay!r}")
+        if not (np.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise ValueError(f"Schedule.warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        if not (0 < self.gamma <= 1):
+            raise ValueError(f"Schedule.gamma must be in (0, 1], got {self.gamma!r}")
+        if not (0 <= self.min_factor <= 1):
+            raise ValueError(f"Schedule.min_factor must be in [0, 1], got {self.min_factor!r}")
+        if self.epochs < 1:
+            raise ValueError(f"Schedule.epochs must be >= 1, got {self.epochs!r}")
+
+
+def lr_factor(schedule: Schedule, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    epoch = step / max(steps_per_epoch, 1)
+    f = 1.0
+    if schedule.warmup_epochs > 0:
+        f = min(1.0, (step + 1) / (schedule.warmup_epochs * max(steps_per_epoch, 1)))
+    if schedule.decay == "exponential":
+        f *= schedule.gamma**epoch
+    elif schedule.decay == "cosine":
+        x = min(epoch / schedule.epochs, 1.0)
+        f *= schedule.min_factor + (1 - schedule.min_factor) * 0.5 * (1 + np.cos(np.pi * x))
+    return float(f)
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam hyper-parameters; ``delay_lr`` (s per unit step) defaults to ``lr * 1e-2``."""
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    delay_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "eps"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"Adam.{name} must be > 0, got {v!r}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if not (0 <= v < 1):
+                raise ValueError(f"Adam.{name} must be in [0, 1), got {v!r}")
+        if self.delay_lr is not None and not (np.isfinite(self.delay_lr) and self.delay_lr >= 0):
+            raise ValueError(f"Adam.delay_lr must be >= 0, got {self.delay_lr!r}")
+
+    @property
+    def delay_rate(self) -> float:
+        return self.lr * 1e-2 if self.delay_lr is None else self.delay_lr
+
+
+@dataclass(frozen=True, eq=False)
+class AdamState:
+    """Step count and first / second moments, keyed like :meth:`Params.groups`."""
+
+    step: int
+    m: dict[str, np.ndarray]
+    v: dict[str, np.ndarray]
+
+
+def _trained(net: Network, params: Params) -> dict[str, np.ndarray]:
+    """The arrays the optimiser updates (see the module docstring)."""
+    out = {}
+    for name, a in params.groups().items():
+        l = int(name[name.index("[") + 1 : -1])
+        if "delays" in name and not net.layers[l].delays:
+            continue
+        out[name] = a
+    return out
+
+
+def adam_init(net: Network, params: Params) -> AdamState:
+    """Zero moments for every trained array of ``params``."""
+    net.check_params(params)
+    trained = _trained(net, params)
+    zeros = {k: np.zeros_like(a) for k, a in trained.items()}
+    return AdamState(0, zeros, {k: z.copy() for k, z in zeros.items()})
+
+
+def adam_step(
+    opt: Adam, state: AdamState, net: Network, params: Params, grads: Params, factor: float = 1.0
+) -> tuple[Params, AdamState]:
+    """One Adam step with the learning rates scaled by ``factor``: ``(new params, new state)``."""
+    new = params.copy()
+    g_all = grads.groups()
+    p_all = new.groups()
+    k = state.step + 1
+    m_out, v_out = {}, {}
+    for name, m in state.m.items():
+        if name not in g_all:
+            raise ValueError(f"adam_step: gradient for {name} is missing")
+        g = g_all[name]
+        if not np.all(np.isfinite(g)):
+            raise ValueError(f"adam_step: non-finite gradient in {name}")
+        if name.startswith("recurrent_weights"):
+            g = g.copy()
+            np.fill_diagonal(g, 0.0)
+        m = opt.beta1 * m + (1 - opt.beta1) * g
+        v = opt.beta2 * state.v[name] + (1 - opt.beta2) * g * g
+        is_delay = "delays" in name
+        lr = (opt.delay_rate if is_delay else opt.lr) * factor
+        p = p_all[name]
+        p -= lr * (m / (1 - opt.beta1**k)) / (np.sqrt(v / (1 - opt.beta2**k)) + opt.eps)
+        if is_delay:
+            l = int(name[name.index("[") + 1 : -1])
+            np.clip(p, 0.0, net.layers[l].delay_max, out=p)
+        m_out[name], v_out[name] = m, v
+    return new, AdamState(k, m_out, v_out)
