@@ -11,12 +11,14 @@ from typing import Annotated
 
 import typer
 
+from exactsnn_cli.evaluate import evaluate
 from exactsnn_cli.gradcheck import gradcheck
 from exactsnn_cli.simulate import simulate
+from exactsnn_cli.train import train
 
 app = typer.Typer(
     name="exactsnn",
-    help="Exact event-driven simulation of spiking neural networks (and, soon, EventProp training).",
+    help="Exact event-driven simulation and EventProp training of spiking neural networks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -45,10 +47,10 @@ def main(
     """
 
 
+app.command("train")(train)
+app.command("evaluate")(evaluate)
 app.command("simulate")(simulate)
 app.command("gradcheck")(gradcheck)
-# Later: app.command("train")(train), app.command("evaluate")(...),
-# app.add_typer(data_app, name="data"), app.command("plot")(plot).
 
 
 if __name__ == "__main__":  # pragma: no cover

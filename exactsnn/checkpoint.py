@@ -11,6 +11,8 @@ Layout (format ``exactsnn-checkpoint-1``)::
     params/delays/{l}             (n_l, n_{l-1}) float64, seconds
     params/recurrent_weights/{l}  (n_l, n_l) float64, absent for a feedforward layer
     params/recurrent_delays/{l}   (n_l, n_l) float64, seconds, absent for a feedforward layer
+    state/{name}                  optional named arrays of a training run (e.g. Adam moments
+                                  ``adam/m/weights[0]``), stored bit-exactly
 
 Arrays are stored bit-exactly (float64) and JSON floats round-trip exactly, so a loaded network
 simulates to the same bits. Readers ignore groups they do not know, so later additions (optimiser
@@ -42,6 +44,7 @@ __all__ = [
     "network_from_dict",
     "write_params",
     "read_params",
+    "load_checkpoint_state",
 ]
 
 CHECKPOINT_FORMAT = "exactsnn-checkpoint-1"
@@ -190,9 +193,10 @@ def read_params(group: h5py.Group, n_layers: int) -> Params:
 
 # ----------------------------------------------------------------------------- save / load
 def save_checkpoint(
-    path: str | os.PathLike, net: Network, params: Params, extra: Mapping[str, Any] | None = None
+    path: str | os.PathLike, net: Network, params: Params, extra: Mapping[str, Any] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write ``net``, ``params`` and a JSON-serialisable ``extra`` dict to ``path`` (HDF5)."""
+    """Write ``net``, ``params``, a JSON-serialisable ``extra`` dict and named ``state`` arrays to ``path`` (HDF5)."""
     if not isinstance(net, Network):
         raise ValueError(f"expected an es.Network, got {type(net).__name__}")
     net.check_params(params)
@@ -211,6 +215,10 @@ def save_checkpoint(
             f.attrs["network"] = net_json
             f.attrs["extra"] = extra_json
             write_params(f.create_group("params"), params)
+            if state:
+                g = f.create_group("state")
+                for name, arr in state.items():
+                    g.create_dataset(name.replace("/", "\x1f"), data=np.asarray(arr)).attrs["name"] = name
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
@@ -271,3 +279,20 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, Params, dict[str,
         except ValueError as exc:
             raise ValueError(f"{p}: {exc}") from None
     return net, params, extra
+
+
+def load_checkpoint_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The named ``state`` arrays of a checkpoint (empty when it has none)."""
+    p = os.fspath(path)
+    load_checkpoint(p)  # validates the file with a one-line error
+    with h5py.File(p, "r") as f:
+        g = f.get("state")
+        if not isinstance(g, h5py.Group):
+            return {}
+        out = {}
+        for key, ds in g.items():
+            if not isinstance(ds, h5py.Dataset):
+                raise ValueError(f"{p}: 'state/{key}' is not an array")
+            name = ds.attrs.get("name", key)
+            out[name.decode() if isinstance(name, bytes) else str(name)] = ds[()]
+        return out

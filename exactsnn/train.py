@@ -1,0 +1,395 @@
+"""The training loop: mini-batch EventProp with Adam, augmentation, evaluation, checkpoints and logs.
+
+One run lives in one directory::
+
+    config.toml      the configuration (also stored inside every checkpoint)
+    metrics.jsonl    one JSON object per line: {"kind": "epoch", epoch, train_loss, train_acc,
+                     val_loss, val_acc, lr, rate_hz (per hidden layer), epoch_time_s, wall_s}
+                     per epoch, and {"kind": "test", loss, acc, rate_hz, checkpoint} at the end
+    last.h5          checkpoint after the latest epoch (or at the interruption, mid-epoch)
+    best.h5          checkpoint of the epoch with the best validation accuracy
+
+Randomness. Every random draw comes from a generator seeded by a tuple: the initial parameters
+from ``(seed, 0)``, epoch e's sample order from ``(seed, 1, e)``, the augmentation of its batch k
+from ``(seed, 2, e, k)``. The run's RNG state is therefore the counter ``(seed, epoch, batch)``,
+stored in every checkpoint, and resuming from any checkpoint (mid-epoch included) replays the
+same draws: with the same thread count the resumed run is bit-identical to an uninterrupted one.
+
+Ctrl-C (KeyboardInterrupt) ends the current batch's work unused, writes ``last.h5`` holding the
+state after the last completed batch, and raises :class:`TrainingInterrupted`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exactsnn.checkpoint import load_checkpoint, load_checkpoint_state, save_checkpoint
+from exactsnn.config import Config, apply_overrides, config_from_dict, config_to_dict, to_toml
+from exactsnn.data.datasets import Split
+from exactsnn.data.tasks import Task, load_task
+from exactsnn.events import SpikeBatch
+from exactsnn.grad import evaluate_batch, loss_and_grad
+from exactsnn.network import Layer, Network, Params
+from exactsnn.neurons import LI, LIF
+from exactsnn.optim import Adam, AdamState, Schedule, adam_init, adam_step, lr_factor
+
+__all__ = [
+    "EvalResult",
+    "TrainResult",
+    "TrainingInterrupted",
+    "build_network",
+    "build_loss",
+    "build_regularizer",
+    "evaluate",
+    "train",
+    "resume_config",
+]
+
+STATE_FORMAT = "exactsnn-train-1"
+
+
+class TrainingInterrupted(Exception):  # noqa: N818 - it is not an error: the run stopped on request
+    """Raised after Ctrl-C, once ``checkpoint`` holds the state to resume from."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"interrupted; state saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+# ----------------------------------------------------------------------------- building blocks
+def build_network(cfg: Config, n_inputs: int, n_classes: int) -> Network:
+    """Hidden LIF layers and an LI readout as ``cfg.network`` describes."""
+    nc = cfg.network
+    neuron = LIF(tau_mem=nc.tau_mem, tau_syn=nc.tau_syn, v_th=nc.v_th, v_reset=nc.v_reset, t_ref=nc.t_ref)
+    layers, n_pre = [], n_inputs
+    for size in nc.hidden:
+        layers.append(Layer(
+            size, neuron, recurrent=nc.recurrent, delays=nc.delays, delay_max=nc.delay_max,
+            weight_mean=nc.weight_mean, weight_std=nc.weight_scale / math.sqrt(n_pre),
+            recurrent_std=nc.recurrent_scale / math.sqrt(size),
+        ))
+        n_pre = size
+    if cfg.loss.name == "first_spike":
+        layers.append(Layer(n_classes, neuron, weight_std=nc.readout_scale / math.sqrt(n_pre)))
+    else:
+        readout = LI(tau_mem=nc.readout_tau_mem, tau_syn=nc.readout_tau_syn)
+        layers.append(Layer(n_classes, readout, weight_std=nc.readout_scale / math.sqrt(n_pre)))
+    return Network(n_inputs, layers)
+
+
+def build_loss(cfg: Config) -> Any:
+    """The loss object ``cfg.loss`` names, with its options."""
+    from exactsnn.losses import LOSSES
+
+    cls = LOSSES[cfg.loss.name]
+    try:
+        return cls(**cfg.loss.options)
+    except TypeError as exc:
+        opts = sorted(cfg.loss.options)
+        raise ValueError(f"[loss] options {opts} do not fit loss {cfg.loss.name!r} ({exc})") from None
+
+
+def build_regularizer(cfg: Config) -> Any:
+    """The spike-count regulariser of the hidden layers, or None when its strengths are zero."""
+    rc = cfg.regularizer
+    if not rc.enabled:
+        return None
+    from exactsnn.regularizers import SpikeCount
+
+    return SpikeCount(nu_lo=rc.nu_lo, nu_hi=rc.nu_hi, s_lo=rc.s_lo, s_hi=rc.s_hi, per=rc.per)
+
+
+def _augment(cfg: Config, batch: SpikeBatch, labels: np.ndarray, rng: np.random.Generator) -> SpikeBatch:
+    from exactsnn.data.augment import blend, channel_shift
+
+    aug = cfg.augment
+    if aug.blend > 0:
+        batch = blend(batch, labels, aug.blend, rng)
+    if aug.shift > 0:
+        batch = channel_shift(batch, aug.shift, rng)
+    return batch
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Loss, accuracy, predictions (N,), confusion matrix [true, predicted] and mean rate (Hz) per
+    spiking layer of a network on a split."""
+
+    loss: float
+    accuracy: float
+    predictions: np.ndarray
+    confusion: np.ndarray
+    rate_hz: list[float]
+
+    def per_class(self) -> np.ndarray:
+        """Accuracy of every class (NaN for a class without samples)."""
+        n = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, np.diag(self.confusion) / np.maximum(n, 1), np.nan)
+
+
+def evaluate(
+    net: Network, params: Params, split: Split, loss: Any, t_max: float, batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Forward pass over ``split`` in batches; ``t_max`` the window (s)."""
+    n = len(split)
+    n_out = net.layers[-1].size
+    preds = np.zeros(n, dtype=np.int64)
+    total = 0.0
+    spiking = [l for l, layer in enumerate(net.layers) if layer.neuron.spiking and l < len(net.layers) - 1]
+    spikes = np.zeros(len(spiking))
+    for lo in range(0, n, batch_size):
+        idx = np.arange(lo, min(lo + batch_size, n))
+        value, out = evaluate_batch(net, params, split.batch.select(idx), split.labels[idx], loss, t_max)
+        total += value * idx.size
+        preds[idx] = out.predictions()
+        for j, l in enumerate(spiking):
+            spikes[j] += out.counts[l].sum()
+        if progress is not None:
+            progress(int(idx[-1]) + 1, n)
+    confusion = np.zeros((n_out, n_out), dtype=np.int64)
+    np.add.at(confusion, (split.labels, preds), 1)
+    rates = [float(spikes[j] / (max(n, 1) * net.layers[l].size * t_max)) for j, l in enumerate(spiking)]
+    return EvalResult(total / max(n, 1), float(np.mean(preds == split.labels)) if n else float("nan"), preds,
+                      confusion, rates)
+
+
+# ----------------------------------------------------------------------------- run state
+@dataclass(frozen=True, eq=False)
+class _State:
+    """Everything a resumed run needs: replaced as a whole after each batch, so Ctrl-C finds it consistent."""
+
+    params: Params
+    opt: AdamState
+    epoch: int  # 0-based epoch in progress
+    batch: int  # batches of this epoch already applied
+    sums: tuple[float, float, tuple[float, ...], int]  # loss*B, correct, spikes per hidden layer, samples
+    metrics: tuple[dict, ...] = ()
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0  # epochs since the best
+    wall: float = 0.0  # seconds spent in earlier sessions of this run
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """Outcome of :func:`train`: the run directory, the final parameters, per-epoch metrics and
+    the test evaluation of the best checkpoint (None without a test split)."""
+
+    out_dir: Path
+    net: Network
+    params: Params
+    metrics: list[dict]
+    test: EvalResult | None
+    best_checkpoint: Path
+    stopped_early: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _opt_arrays(opt: AdamState) -> dict[str, np.ndarray]:
+    out = {f"adam/m/{k}": v for k, v in opt.m.items()}
+    out.update({f"adam/v/{k}": v for k, v in opt.v.items()})
+    return out
+
+
+def _save(path: Path, net: Network, cfg: Config, st: _State) -> None:
+    extra = {
+        "format": STATE_FORMAT,
+        "config": config_to_dict(cfg),
+        "epoch": st.epoch,
+        "batch": st.batch,
+        "rng": {"seed": cfg.train.seed, "epoch": st.epoch, "batch": st.batch,
+                "scheme": "numpy default_rng((seed, 1, epoch)) order, ((seed, 2, epoch, batch)) augmentation"},
+        "adam_step": st.opt.step,
+        "sums": [st.sums[0], st.sums[1], list(st.sums[2]), st.sums[3]],
+        "metrics": list(st.metrics),
+        "best_acc": st.best_acc,
+        "best_epoch": st.best_epoch,
+        "stale": st.stale,
+        "wall_s": st.wall,
+    }
+    save_checkpoint(path, net, st.params, extra, state=_opt_arrays(st.opt))
+
+
+def resume_config(path: str | os.PathLike) -> tuple[Path, Config]:
+    """The checkpoint file a ``--resume`` argument names (a file or a run directory) and its config."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "last.h5"
+    _, _, extra = load_checkpoint(p)
+    if extra.get("format") != STATE_FORMAT:
+        raise ValueError(f"{p}: not a training checkpoint (no training state); cannot resume from it")
+    return p, config_from_dict(extra["config"])
+
+
+def _load_state(path: Path, net: Network) -> _State:
+    net2, params, extra = load_checkpoint(path)
+    if [layer.size for layer in net2.layers] != [layer.size for layer in net.layers] or net2.n_inputs != net.n_inputs:
+        raise ValueError(f"{path}: its network does not match the configured one")
+    arrays = load_checkpoint_state(path)
+    m = {k[len("adam/m/"):]: v for k, v in arrays.items() if k.startswith("adam/m/")}
+    v = {k[len("adam/v/"):]: a for k, a in arrays.items() if k.startswith("adam/v/")}
+    s = extra["sums"]
+    return _State(
+        params, AdamState(int(extra["adam_step"]), m, v), int(extra["epoch"]), int(extra["batch"]),
+        (float(s[0]), float(s[1]), tuple(float(x) for x in s[2]), int(s[3])), tuple(extra["metrics"]),
+        float(extra["best_acc"]), int(extra["best_epoch"]), int(extra["stale"]), float(extra["wall_s"]),
+    )
+
+
+def _write_metrics(path: Path, metrics: tuple[dict, ...] | list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    os.replace(tmp, path)
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    task: Task | None = None,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, int, int, float, float], None] | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says, writing the run into ``out_dir`` (see the module docstring).
+
+    ``resume``: a checkpoint (or run directory) of this run to continue from. ``task``: the data
+    (default: :func:`load_task` of ``cfg.data``). ``progress(epoch, batch, n_batches, loss, acc)``
+    is called after every batch.
+    """
+    out = Path(out_dir)
+    tc = cfg.train
+    if task is None:
+        task = load_task(cfg.data, cfg.augment, tc.seed)
+    if task.train is None or len(task.train) == 0:
+        raise ValueError("the task has no training samples")
+    net = build_network(cfg, task.n_inputs, task.n_classes)
+    loss = build_loss(cfg)
+    reg = build_regularizer(cfg)
+    opt = Adam(lr=tc.lr, beta1=tc.beta1, beta2=tc.beta2, delay_lr=tc.delay_lr)
+    schedule = Schedule(warmup_epochs=tc.warmup_epochs, decay=tc.decay, gamma=tc.gamma, epochs=tc.epochs,
+                        min_factor=tc.min_factor)
+    t_max = task.t_max
+    out.mkdir(parents=True, exist_ok=True)
+    last, best = out / "last.h5", out / "best.h5"
+    metrics_path = out / "metrics.jsonl"
+    if resume is not None:
+        st = _load_state(Path(resume), net)
+        log(f"resuming from {resume}: epoch {st.epoch + 1}, batch {st.batch}")
+    else:
+        if last.exists() or best.exists():
+            raise ValueError(f"{out} already holds a run (last.h5/best.h5); resume it with --resume {out} "
+                             "or choose another output directory")
+        params = net.init(int(np.random.default_rng((tc.seed, 0)).integers(2**63)))
+        n_hidden = sum(1 for layer in net.layers[:-1])
+        st = _State(params, adam_init(net, params), 0, 0, (0.0, 0.0, (0.0,) * n_hidden, 0))
+    (out / "config.toml").write_text(to_toml(cfg))
+    _write_metrics(metrics_path, st.metrics)
+
+    train_split = task.train
+    n = len(train_split)
+    n_batches = math.ceil(n / tc.batch_size)
+    hidden = list(range(len(net.layers) - 1))
+    t_session = time.perf_counter()
+    stopped_early = False
+
+    def wall() -> float:
+        return st.wall + time.perf_counter() - t_session
+
+    try:
+        while st.epoch < tc.epochs:
+            e = st.epoch
+            t_epoch = time.perf_counter()
+            order = np.random.default_rng((tc.seed, 1, e)).permutation(n)
+            while st.batch < n_batches:
+                k = st.batch
+                idx = order[k * tc.batch_size:(k + 1) * tc.batch_size]
+                labels = train_split.labels[idx]
+                batch = _augment(cfg, train_split.batch.select(idx), labels, np.random.default_rng((tc.seed, 2, e, k)))
+                try:
+                    value, grads, outs = loss_and_grad(net, st.params, batch, labels, loss, t_max, regularizer=reg,
+                                                       outputs=True)
+                    if not math.isfinite(value):
+                        raise ValueError(f"the loss is {value}")
+                    factor = lr_factor(schedule, st.opt.step, n_batches)
+                    params, opt_state = adam_step(opt, st.opt, net, st.params, grads, factor)
+                except ValueError as exc:
+                    raise ValueError(f"epoch {e + 1}, batch {k + 1}: {exc} (a lower train.lr may help)") from None
+                s_loss, s_corr, s_spk, s_n = st.sums
+                correct = float(np.sum(outs.predictions() == labels))
+                spk = tuple(s_spk[j] + float(outs.counts[l].sum()) for j, l in enumerate(hidden))
+                st = replace(st, params=params, opt=opt_state, batch=k + 1,
+                             sums=(s_loss + value * idx.size, s_corr + correct, spk, s_n + idx.size))
+                if progress is not None:
+                    progress(e, k + 1, n_batches, st.sums[0] / st.sums[3], st.sums[1] / st.sums[3])
+            # end of epoch: validate, log, checkpoint
+            s_loss, s_corr, s_spk, s_n = st.sums
+            record: dict[str, Any] = {
+                "kind": "epoch", "epoch": e + 1, "train_loss": s_loss / s_n, "train_acc": s_corr / s_n,
+                "val_loss": None, "val_acc": None,
+                "lr": opt.lr * lr_factor(schedule, max(st.opt.step - 1, 0), n_batches),
+                "rate_hz": [s_spk[j] / (s_n * net.layers[l].size * t_max) for j, l in enumerate(hidden)],
+            }
+            val = None
+            if task.valid is not None and len(task.valid):
+                val = evaluate(net, st.params, task.valid, loss, t_max, tc.eval_batch_size)
+                record["val_loss"], record["val_acc"] = val.loss, val.accuracy
+            score = val.accuracy if val is not None else record["train_acc"]
+            improved = score > st.best_acc
+            record["epoch_time_s"] = time.perf_counter() - t_epoch
+            record["wall_s"] = wall()
+            st = replace(
+                st, epoch=e + 1, batch=0, sums=(0.0, 0.0, (0.0,) * len(hidden), 0), metrics=st.metrics + (record,),
+                best_acc=score if improved else st.best_acc, best_epoch=e + 1 if improved else st.best_epoch,
+                stale=0 if improved else st.stale + 1,
+            )
+            _append_metrics(metrics_path, record)
+            st_saved = replace(st, wall=wall())
+            _save(last, net, cfg, st_saved)
+            if improved:
+                _save(best, net, cfg, st_saved)
+            val_txt = f"  val loss {val.loss:.4f} acc {100 * val.accuracy:.2f} %" if val is not None else ""
+            rates = ", ".join(f"{r:.2f}" for r in record["rate_hz"])
+            log(f"epoch {e + 1}/{tc.epochs}  train loss {record['train_loss']:.4f} "
+                f"acc {100 * record['train_acc']:.2f} %{val_txt}  rate {rates} Hz  ({record['epoch_time_s']:.1f} s)")
+            if tc.patience and st.stale >= tc.patience:
+                log(f"early stop: no validation improvement for {tc.patience} epochs (best epoch {st.best_epoch})")
+                stopped_early = True
+                break
+    except KeyboardInterrupt:
+        _save(last, net, cfg, replace(st, wall=wall()))
+        raise TrainingInterrupted(last) from None
+
+    _, best_params, _ = load_checkpoint(best)
+    test = None
+    if task.test is not None and len(task.test):
+        test = evaluate(net, best_params, task.test, loss, t_max, tc.eval_batch_size)
+        _append_metrics(metrics_path, {"kind": "test", "loss": test.loss, "acc": test.accuracy,
+                                       "rate_hz": test.rate_hz, "checkpoint": str(best),
+                                       "best_epoch": st.best_epoch, "wall_s": wall()})
+    return TrainResult(out, net, best_params, list(st.metrics), test, best, stopped_early, {"wall_s": wall()})
+
+
+def config_for_run(config_path: str | None, overrides: list[str]) -> Config:
+    """The configuration from an optional TOML file plus ``section.key=value`` overrides."""
+    from exactsnn.config import load_config
+
+    cfg = load_config(config_path) if config_path else Config()
+    return apply_overrides(cfg, overrides)
