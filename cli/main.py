@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 
+from exactsnn_cli.data import data_app
 from exactsnn_cli.evaluate import evaluate
 from exactsnn_cli.gradcheck import gradcheck
+from exactsnn_cli.plot import plot
 from exactsnn_cli.simulate import simulate
 from exactsnn_cli.train import train
 
@@ -51,6 +53,8 @@ app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("simulate")(simulate)
 app.command("gradcheck")(gradcheck)
+app.command("plot")(plot)
+app.add_typer(data_app, name="data")
 
 
 if __name__ == "__main__":  # pragma: no cover

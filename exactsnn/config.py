@@ -96,7 +96,7 @@ class NetworkConfig:
     """Hidden layers (sizes), their neuron model and connectivity, and the LI readout.
 
     Times in seconds. Initial feedforward weights ~ N(weight_mean, (weight_scale / sqrt(n_pre))^2),
-    readout weights ~ N(0, (readout_scale / sqrt(n_pre))^2).
+    readout weights ~ N(readout_mean, (readout_scale / sqrt(n_pre))^2).
     """
 
     hidden: tuple[int, ...] = (200,)
@@ -114,6 +114,7 @@ class NetworkConfig:
     recurrent_scale: float = 0.5
     readout_tau_mem: float = 20e-3
     readout_tau_syn: float = 5e-3
+    readout_mean: float = 0.0
     readout_scale: float = 1.0
 
     def __post_init__(self) -> None:

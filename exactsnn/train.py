@@ -79,10 +79,11 @@ def build_network(cfg: Config, n_inputs: int, n_classes: int) -> Network:
         ))
         n_pre = size
     if cfg.loss.name == "first_spike":
-        layers.append(Layer(n_classes, neuron, weight_std=nc.readout_scale / math.sqrt(n_pre)))
+        readout = neuron
     else:
         readout = LI(tau_mem=nc.readout_tau_mem, tau_syn=nc.readout_tau_syn)
-        layers.append(Layer(n_classes, readout, weight_std=nc.readout_scale / math.sqrt(n_pre)))
+    layers.append(Layer(n_classes, readout, weight_mean=nc.readout_mean,
+                        weight_std=nc.readout_scale / math.sqrt(n_pre)))
     return Network(n_inputs, layers)
 
 

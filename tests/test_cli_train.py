@@ -1,0 +1,106 @@
+"""``exactsnn train / evaluate / plot / data synth-shd`` end to end on small runs; user errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from exactsnn_cli.main import app
+
+runner = CliRunner()
+TINY = ["--hidden", "8", "--epochs", "1", "--set", "train.batch_size=64"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, match):
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert match in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def yinyang_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "yy"
+    res = invoke("train", *TINY, "--out", out)
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_train_prints_accuracy_and_writes_the_run(yinyang_run):
+    out, output = yinyang_run
+    assert "test accuracy: " in output and " %" in output
+    assert "epoch 1/1" in output
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["kind"] for x in lines] == ["epoch", "test"]
+    assert (out / "best.h5").exists() and (out / "last.h5").exists()
+    assert 'hidden = [8]' in (out / "config.toml").read_text()
+
+
+def test_evaluate_prints_accuracy_table_and_rates(yinyang_run):
+    out, output = yinyang_run
+    res = invoke("evaluate", out)
+    assert res.exit_code == 0, res.output
+    acc_line = next(x for x in res.output.splitlines() if x.startswith("accuracy:"))
+    test_line = next(x for x in output.splitlines() if x.startswith("test accuracy:"))
+    assert acc_line.split()[1] == test_line.split()[2]  # same figure as at the end of training
+    for name in ("yang", "yin", "dot"):
+        assert any(x.startswith(name) for x in res.output.splitlines())
+    assert "Hz" in res.output
+    res = invoke("evaluate", out / "best.h5", "--split", "valid")
+    assert res.exit_code == 0 and "yinyang valid, 1000 samples" in res.output
+
+
+def test_resume_a_finished_run_for_more_epochs(yinyang_run, tmp_path):
+    import shutil
+
+    out, _ = yinyang_run
+    run = tmp_path / "copy"
+    shutil.copytree(out, run)
+    res = invoke("train", "--resume", run, "--epochs", "2")
+    assert res.exit_code == 0, res.output
+    assert "epoch 2/2" in res.output and "epoch 1/2" not in res.output
+    kinds = [json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert kinds == ["epoch", "epoch", "test"]
+
+
+def test_plot_writes_pngs(yinyang_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, _ = yinyang_run
+    res = invoke("plot", out, "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    for name in ("learning_curves.png", "raster.png", "readout.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_synthetic_shd_end_to_end(tmp_path):
+    data = tmp_path / "synth"
+    res = invoke("data", "synth-shd", "--out", data, "--n-train", 48, "--n-test", 16, "--rate-scale", 0.2)
+    assert res.exit_code == 0, res.output
+    assert (data / "shd_train.h5").exists() and (data / "shd_test.h5").exists()
+    assert_user_error(invoke("data", "synth-shd", "--out", data, "--n-train", 4, "--n-test", 4), "--force")
+    res = invoke("train", "--dataset", "shd", "--data-dir", data, "--hidden", 8, "--epochs", 1,
+                 "--set", "data.duration=0.3", "--set", "train.batch_size=16", "--set", "data.val_fraction=0.5",
+                 "--out", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    assert "test accuracy: " in res.output
+    res = invoke("evaluate", tmp_path / "run")
+    assert res.exit_code == 0 and "shd test, 16 samples, window 0.3 s" in res.output
+
+
+def test_user_errors(tmp_path):
+    assert_user_error(invoke("train", "--dataset", "shd", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "r"),
+                      "shd_train.h5")
+    assert_user_error(invoke("train", "--set", "train.lrr=1", "--out", tmp_path / "r"), "unknown option train.lrr")
+    assert_user_error(invoke("train", "--set", "oops", "--out", tmp_path / "r"), "section.key=value")
+    assert_user_error(invoke("train", "--hidden", "8,x", "--out", tmp_path / "r"), "layer sizes")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nlr = 1")
+    assert_user_error(invoke("train", "--config", bad, "--out", tmp_path / "r"), "not valid TOML")
+    assert_user_error(invoke("evaluate", tmp_path / "missing.h5"), "no such file")
+    assert_user_error(invoke("train", "--resume", tmp_path / "nothing"), "no such file")
+    assert_user_error(invoke("plot", tmp_path / "nothing"), "not a run directory")
