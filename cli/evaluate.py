@@ -16,7 +16,7 @@ def evaluate(
     data_dir: Annotated[str | None, typer.Option(help="Folder with the SHD/SSC .h5 files.")] = None,
     split: Annotated[str, typer.Option(help="train | valid | test.")] = "test",
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a data option: data.key=value (TOML value), repeatable.")] = None,
+        "--set", metavar="SECTION.KEY=VALUE", help="Override a data option (TOML value), repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per forward batch.")] = 256,
 ) -> None:
     """Evaluate a trained network: accuracy, per-class accuracy and mean firing rate per layer."""

@@ -82,7 +82,8 @@ def _toml_str(s: str) -> str:
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override one option: section.key=value (value in TOML syntax), repeatable.")] = None,
+        "--set", metavar="SECTION.KEY=VALUE",
+        help="Override one option (value in TOML syntax), repeatable.")] = None,
     dataset: Annotated[str | None, typer.Option(help="yinyang | shd | ssc | files.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Folder with the SHD/SSC .h5 files.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Number of epochs.")] = None,
