@@ -181,27 +181,17 @@ def plot_learning_curves(metrics: Sequence[dict], out_png: str | Path) -> Path:
     axes = fig.subplots(2, 2, sharex=True)
     style = dict(marker="o", markersize=3, linewidth=1.2)
 
-    ax = axes[0, 0]
-    ax.plot(x, col("train_loss"), label="train", **style)
-    val_loss = col("val_loss")
-    if np.isfinite(val_loss).any():
-        ax.plot(x, val_loss, label="val", **style)
-    if test is not None and test.get("loss") is not None:
-        ax.axhline(float(test["loss"]), color="k", linestyle="--", linewidth=1, label=f"test {test['loss']:.4g}")
-    ax.set_ylabel("loss")
-    ax.set_title("Loss")
-    ax.legend(fontsize=8)
-
-    ax = axes[0, 1]
-    ax.plot(x, col("train_acc"), label="train", **style)
-    val_acc = col("val_acc")
-    if np.isfinite(val_acc).any():
-        ax.plot(x, val_acc, label="val", **style)
-    if test is not None and test.get("acc") is not None:
-        ax.axhline(float(test["acc"]), color="k", linestyle="--", linewidth=1, label=f"test {test['acc']:.4g}")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy")
-    ax.legend(fontsize=8)
+    for ax, what, test_key, title in ((axes[0, 0], "loss", "loss", "Loss"), (axes[0, 1], "acc", "acc", "Accuracy")):
+        ax.plot(x, col(f"train_{what}"), label="train", **style)
+        val = col(f"val_{what}")
+        if np.isfinite(val).any():
+            ax.plot(x, val, label="val", **style)
+        if test is not None and test.get(test_key) is not None:
+            v = float(test[test_key])
+            ax.axhline(v, color="k", linestyle="--", linewidth=1, label=f"test {v:.4g}")
+        ax.set_ylabel("loss" if what == "loss" else "accuracy")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
 
     ax = axes[1, 0]
     rate_lists = [r.get("rate_hz") or [] for r in epochs]

@@ -45,6 +45,7 @@ import math
 import numpy as np
 from numba import njit
 
+from exactsnn.data.shd import _order_ties
 from exactsnn.events import SpikeBatch
 
 __all__ = ["channel_shift", "blend", "delay_line", "delay_line_size"]
@@ -115,19 +116,7 @@ def _sort_segments(t: np.ndarray, u: np.ndarray, offsets: np.ndarray) -> None:
                 t[lo:hi] = ts
                 u[lo:hi] = us
                 break
-        i = lo
-        while i < hi:  # runs of equal times: insertion sort by unit (runs are short)
-            j = i + 1
-            while j < hi and t[j] == t[i]:
-                j += 1
-            for a in range(i + 1, j):
-                key = u[a]
-                c = a - 1
-                while c >= i and u[c] > key:
-                    u[c + 1] = u[c]
-                    c -= 1
-                u[c + 1] = key
-            i = j
+        _order_ties(t[lo:hi], u[lo:hi])
 
 
 def _assemble(
