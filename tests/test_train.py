@@ -149,3 +149,13 @@ def test_a_failing_batch_is_reported_with_its_place(tmp_path, monkeypatch, failu
     monkeypatch.setattr(train_module, "loss_and_grad", flaky)
     with pytest.raises(ValueError, match=r"epoch 2, batch 2: .*(runaway|nan).*lower train.lr"):
         train(_cfg(), tmp_path / "run", task=_small_task(), log=_quiet)
+
+
+@pytest.mark.parametrize("loss", ["first_spike", "sum_gaussian"])
+def test_other_losses_train(tmp_path, loss):
+    extra = ["network.readout_mean=3.0"] if loss == "first_spike" else []  # outputs must fire to learn
+    res = train(_cfg(f"loss.name=\"{loss}\"", "train.epochs=1", *extra), tmp_path / "run", task=_small_task(),
+                log=_quiet)
+    m = res.metrics[0]
+    assert np.isfinite(m["train_loss"]) and 0 <= m["val_acc"] <= 1
+    assert res.test.predictions.shape == (64,)
