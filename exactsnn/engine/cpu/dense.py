@@ -157,6 +157,31 @@ def _screen(
 
 
 @njit(cache=True)
+def _fire(
+    j: int, tf: float, t: float, V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, in_ref: np.ndarray,
+    ref_list: np.ndarray, n_ref: int, ref_spike: np.ndarray, t_ref: float, v_reset: float, tau_syn: float,
+    count: int, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+) -> int:
+    """Record neuron j's spike at tf (state known at t) as event ``count``; returns the new n_ref."""
+    out_t[count] = tf
+    out_u[count] = j
+    out_i[count] = I[j] * math.exp(-(tf - t) / tau_syn)
+    out_r[count] = math.nan
+    if in_ref[j]:
+        # its previous window closed inside this stretch: record that window's end current
+        out_r[ref_spike[j]] = I[j] * math.exp(-(ref_end[j] - t) / tau_syn)
+    else:
+        in_ref[j] = True
+        ref_list[n_ref] = j
+        n_ref += 1
+    # the reset is applied lazily: V restarts from v_reset at ref_end (= spike + t_ref)
+    ref_end[j] = tf + t_ref
+    ref_spike[j] = count
+    V[j] = v_reset
+    return n_ref
+
+
+@njit(cache=True)
 def dense_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
@@ -195,6 +220,21 @@ def dense_sample(
         for k in range(n_cand):
             j = cand[k]
             pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+        if not has_rec:
+            # neurons do not interact until the next input: run each candidate's spikes to t_next
+            # (the caller puts the record in time order)
+            for k in range(n_cand):
+                j = cand[k]
+                tf = pred[j]
+                pred[j] = -1.0  # a duplicate entry in cand must not fire it twice
+                while tf >= 0.0:
+                    if count >= cap:
+                        return -1
+                    n_ref = _fire(j, tf, t, V, I, ref_end, in_ref, ref_list, n_ref, ref_spike, t_ref, v_reset,
+                                  tau_syn, count, out_t, out_u, out_i, out_r)
+                    count += 1
+                    tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+            n_cand = 0
         while n_cand > 0:
             best = math.inf
             for k in range(n_cand):
@@ -212,44 +252,25 @@ def dense_sample(
                 pred[j] = -1.0  # a duplicate entry in cand must not fire it twice
                 if count >= cap:
                     return -1
-                out_t[count] = best
-                out_u[count] = j
-                out_i[count] = I[j] * math.exp(-(best - t) / tau_syn)
-                out_r[count] = math.nan
-                if in_ref[j]:
-                    # its previous window closed inside this stretch: record that window's end current
-                    out_r[ref_spike[j]] = I[j] * math.exp(-(ref_end[j] - t) / tau_syn)
-                else:
-                    in_ref[j] = True
-                    ref_list[n_ref] = j
-                    n_ref += 1
-                # the reset is applied lazily: V restarts from v_reset at ref_end (= spike + t_ref)
-                ref_end[j] = best + t_ref
-                ref_spike[j] = count
-                V[j] = v_reset
+                n_ref = _fire(j, best, t, V, I, ref_end, in_ref, ref_list, n_ref, ref_spike, t_ref, v_reset,
+                              tau_syn, count, out_t, out_u, out_i, out_r)
                 count += 1
                 fired[n_fired] = j
                 n_fired += 1
-            if has_rec:
-                # zero-delay recurrent input changes every neuron: bring the layer to the spike
-                fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
-                n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
-                                         ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r,
-                                         n_fired == 1, t_next, v_th, cand)
-                fh = -1.0
-                for k in range(1, n_fired):
-                    _add_row(I, Rt[fired[k]])
-                if n_fired > 1:
-                    n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
-                t = best
-                for k in range(n_cand):
-                    j = cand[k]
-                    pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
-            else:
-                # nothing else changed: only the neurons that fired need a new prediction
-                for k in range(n_fired):
-                    j = fired[k]
-                    pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+            # zero-delay recurrent input changes every neuron: bring the layer to the spike
+            fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
+            n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
+                                     ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r,
+                                     n_fired == 1, t_next, v_th, cand)
+            fh = -1.0
+            for k in range(1, n_fired):
+                _add_row(I, Rt[fired[k]])
+            if n_fired > 1:
+                n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
+            t = best
+            for k in range(n_cand):
+                j = cand[k]
+                pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
