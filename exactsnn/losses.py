@@ -664,7 +664,12 @@ class MaxVoltage:
         and, for a kink maximum at an arrival time t* < T, the current just before it (NaN otherwise).
         Inputs as for :meth:`readout` (already validated)."""
         key = b_arr * n_out + o_arr
-        order = np.lexsort((t_arr, key))
+        # by (key, time): a stable integer sort suffices when times already rise within each key
+        # (a delay-free readout lists each sample's arrivals in time order); lexsort otherwise
+        order = np.argsort(key, kind="stable")
+        k_s, t_s = key[order], t_arr[order]
+        if np.any((t_s[1:] < t_s[:-1]) & (k_s[1:] == k_s[:-1])):
+            order = np.lexsort((t_arr, key))
         counts = np.bincount(key, minlength=B * n_out)
         starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         z, t_star, i_kink = _max_walk(
