@@ -127,8 +127,8 @@ def _run_layer(
     has_rec = layer.recurrent
     R = params.recurrent_weights[layer_idx] if has_rec else np.zeros((n, n))
     counts_in = pre.counts()
-    # Room for a 40 Hz mean rate per sample (bounded); samples that overflow run again with 8x more.
-    cap = np.full(B, min(max(64, 4 * n, int(40.0 * n * t_max)), 1 << 16), dtype=np.int64)
+    # Room for a 100 Hz mean rate per sample (bounded); samples that overflow run again with 8x more.
+    cap = np.full(B, min(max(64, 4 * n, int(100.0 * n * t_max)), 1 << 16), dtype=np.int64)
     todo = np.arange(B)
     results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * B
     while todo.size:
