@@ -54,6 +54,7 @@ def _shortcuts(**opts: Any) -> list[str]:
         "dataset": "data.dataset", "data_dir": "data.data_dir", "epochs": "train.epochs",
         "batch_size": "train.batch_size", "lr": "train.lr", "seed": "train.seed", "loss": "loss.name",
         "patience": "train.patience", "recurrent": "network.recurrent", "delays": "network.delays",
+        "check_md5": "data.check_md5",
     }
     out = []
     for name, key in keys.items():
@@ -96,6 +97,8 @@ def train(
         "--recurrent/--no-recurrent", help="Recurrent hidden layers.")] = None,
     delays: Annotated[bool | None, typer.Option("--delays/--no-delays", help="Learned synaptic delays.")] = None,
     patience: Annotated[int | None, typer.Option(min=0, help="Early stopping patience in epochs (0: off).")] = None,
+    check_md5: Annotated[bool | None, typer.Option(
+        "--check-md5/--no-check-md5", help="Verify the SHD/SSC files against their published md5 sums.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run directory (default runs/<dataset>-<time>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue a run: its directory or a checkpoint.")] = None,
@@ -104,7 +107,7 @@ def train(
     """Train a network with exact EventProp gradients and report its test accuracy."""
     overrides = _shortcuts(dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, lr=lr,
                            seed=seed, loss=loss, patience=patience, recurrent=recurrent, delays=delays,
-                           hidden=hidden) + list(set_ or [])
+                           hidden=hidden, check_md5=check_md5) + list(set_ or [])
     with user_errors():
         from exactsnn.config import apply_overrides, load_config
         from exactsnn.train import TrainingInterrupted, resume_config

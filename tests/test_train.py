@@ -159,3 +159,16 @@ def test_other_losses_train(tmp_path, loss):
     m = res.metrics[0]
     assert np.isfinite(m["train_loss"]) and 0 <= m["val_acc"] <= 1
     assert res.test.predictions.shape == (64,)
+
+
+def test_learned_delays_move_and_stay_legal(tmp_path):
+    cfg = _cfg("network.delays=true", "network.delay_max=0.005", "train.epochs=1", "train.delay_lr=1e-3",
+               "network.recurrent=true")
+    res = train(cfg, tmp_path / "run", task=_small_task(), log=_quiet)
+    init = res.net.init(int(np.random.default_rng((cfg.train.seed, 0)).integers(2**63)))
+    for name in ("delays[0]", "recurrent_delays[0]"):
+        d, d0 = res.params.groups()[name], init.groups()[name]
+        assert not np.array_equal(d, d0), name
+        assert d.min() >= 0 and d.max() <= 0.005
+    assert np.all(np.diag(res.params.recurrent_weights[0]) == 0)
+    assert np.all(res.params.delays[1] == 0)  # the readout has no delays
