@@ -147,9 +147,10 @@ def train(
             raise typer.Exit(130) from None
         bar.close()
     wall = time.perf_counter() - t0
-    best_epoch = max(result.metrics, key=lambda m: m["val_acc"] if m["val_acc"] is not None else m["train_acc"])
-    if best_epoch["val_acc"] is not None:
-        typer.echo(f"validation accuracy: {100 * best_epoch['val_acc']:.2f} % (best epoch {best_epoch['epoch']})")
+    best = next(m for m in result.metrics if m["epoch"] == result.best_epoch)
+    if best["val_acc"] is not None:
+        typer.echo(f"validation accuracy: {100 * best['val_acc']:.2f} %, loss {best['val_loss']:.4f} "
+                   f"(best epoch {result.best_epoch}, by {cfg.train.select})")
     if result.test is not None:
         typer.echo(f"test accuracy: {100 * result.test.accuracy:.2f} %")
     typer.echo(f"wall time {wall:.1f} s; checkpoints {result.out_dir / 'best.h5'}, {result.out_dir / 'last.h5'}; "

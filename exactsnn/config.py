@@ -173,8 +173,10 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation: Adam with warm-up and decay (:mod:`exactsnn.optim`), early stopping on
-    validation accuracy after ``patience`` epochs without improvement (0: off)."""
+    """Optimisation: Adam with warm-up and decay (:mod:`exactsnn.optim`). ``select``: what makes
+    the best checkpoint, ``"val_loss"`` (lowest validation loss; steadier than the accuracy of a
+    small validation set) or ``"val_acc"``; early stopping after ``patience`` epochs without
+    improvement of it (0: off)."""
 
     epochs: int = 80
     batch_size: int = 16
@@ -187,6 +189,7 @@ class TrainConfig:
     gamma: float = 0.95
     min_factor: float = 0.0
     patience: int = 0
+    select: str = "val_loss"
     seed: int = 0
     eval_batch_size: int = 256
 
@@ -195,6 +198,8 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size!r}")
         _check(self.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {self.eval_batch_size!r}")
         _check(self.patience >= 0, f"train.patience must be >= 0, got {self.patience!r}")
+        _check(self.select in ("val_loss", "val_acc"),
+               f"train.select must be 'val_loss' or 'val_acc', got {self.select!r}")
 
 
 @dataclass(frozen=True)

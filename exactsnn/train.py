@@ -177,7 +177,7 @@ class _State:
     batch: int  # batches of this epoch already applied
     sums: tuple[float, float, tuple[float, ...], int]  # loss*B, correct, spikes per hidden layer, samples
     metrics: tuple[dict, ...] = ()
-    best_acc: float = -1.0
+    best_score: float = -math.inf  # higher is better: -loss or accuracy, per train.select
     best_epoch: int = 0
     stale: int = 0  # epochs since the best
     wall: float = 0.0  # seconds spent in earlier sessions of this run
@@ -185,8 +185,9 @@ class _State:
 
 @dataclass(frozen=True, eq=False)
 class TrainResult:
-    """Outcome of :func:`train`: the run directory, the final parameters, per-epoch metrics and
-    the test evaluation of the best checkpoint (None without a test split)."""
+    """Outcome of :func:`train`: the run directory, the best checkpoint's parameters (see
+    ``train.select``), per-epoch metrics and the test evaluation of the best checkpoint (None
+    without a test split)."""
 
     out_dir: Path
     net: Network
@@ -194,6 +195,7 @@ class TrainResult:
     metrics: list[dict]
     test: EvalResult | None
     best_checkpoint: Path
+    best_epoch: int = 0
     stopped_early: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -215,7 +217,7 @@ def _save(path: Path, net: Network, cfg: Config, st: _State) -> None:
         "adam_step": st.opt.step,
         "sums": [st.sums[0], st.sums[1], list(st.sums[2]), st.sums[3]],
         "metrics": list(st.metrics),
-        "best_acc": st.best_acc,
+        "best_score": st.best_score,
         "best_epoch": st.best_epoch,
         "stale": st.stale,
         "wall_s": st.wall,
@@ -245,8 +247,17 @@ def _load_state(path: Path, net: Network) -> _State:
     return _State(
         params, AdamState(int(extra["adam_step"]), m, v), int(extra["epoch"]), int(extra["batch"]),
         (float(s[0]), float(s[1]), tuple(float(x) for x in s[2]), int(s[3])), tuple(extra["metrics"]),
-        float(extra["best_acc"]), int(extra["best_epoch"]), int(extra["stale"]), float(extra["wall_s"]),
+        float(extra["best_score"]), int(extra["best_epoch"]), int(extra["stale"]), float(extra["wall_s"]),
     )
+
+
+def _score(select: str, record: dict) -> float:
+    """The quantity best.h5 maximises: minus the validation loss, or the validation accuracy
+    (training figures when there is no validation set)."""
+    split = "val" if record["val_loss"] is not None else "train"
+    if select == "val_acc":
+        return float(record[f"{split}_acc"])
+    return -float(record[f"{split}_loss"])
 
 
 def _write_metrics(path: Path, metrics: tuple[dict, ...] | list[dict]) -> None:
@@ -352,13 +363,13 @@ def train(
             if task.valid is not None and len(task.valid):
                 val = evaluate(net, st.params, task.valid, loss, t_max, tc.eval_batch_size)
                 record["val_loss"], record["val_acc"] = val.loss, val.accuracy
-            score = val.accuracy if val is not None else record["train_acc"]
-            improved = score > st.best_acc
+            score = _score(tc.select, record)
+            improved = score > st.best_score
             record["epoch_time_s"] = time.perf_counter() - t_epoch
             record["wall_s"] = wall()
             st = replace(
                 st, epoch=e + 1, batch=0, sums=(0.0, 0.0, (0.0,) * len(hidden), 0), metrics=st.metrics + (record,),
-                best_acc=score if improved else st.best_acc, best_epoch=e + 1 if improved else st.best_epoch,
+                best_score=score if improved else st.best_score, best_epoch=e + 1 if improved else st.best_epoch,
                 stale=0 if improved else st.stale + 1,
             )
             _append_metrics(metrics_path, record)
@@ -385,7 +396,8 @@ def train(
         _append_metrics(metrics_path, {"kind": "test", "loss": test.loss, "acc": test.accuracy,
                                        "rate_hz": test.rate_hz, "checkpoint": str(best),
                                        "best_epoch": st.best_epoch, "wall_s": wall()})
-    return TrainResult(out, net, best_params, list(st.metrics), test, best, stopped_early, {"wall_s": wall()})
+    return TrainResult(out, net, best_params, list(st.metrics), test, best, st.best_epoch, stopped_early,
+                       {"wall_s": wall()})
 
 
 def config_for_run(config_path: str | None, overrides: list[str]) -> Config:

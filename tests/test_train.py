@@ -44,8 +44,9 @@ def test_short_training_lowers_the_loss(tmp_path):
     assert losses[-1] < 0.9 * losses[0]
     # the readout evaluation agrees with the logged validation figures
     ev = evaluate(res.net, res.params, task.valid, build_loss(cfg), task.t_max)
-    best = max(res.metrics, key=lambda m: m["val_acc"])
-    assert ev.accuracy == pytest.approx(best["val_acc"], abs=0)
+    best = min(res.metrics, key=lambda m: m["val_loss"])  # train.select = "val_loss"
+    assert res.best_epoch == best["epoch"]
+    assert ev.accuracy == best["val_acc"] and ev.loss == pytest.approx(best["val_loss"], rel=1e-12)
     assert res.test is not None and 0 <= res.test.accuracy <= 1
 
 
@@ -125,8 +126,8 @@ def test_resume_rejects_a_plain_checkpoint(tmp_path):
 def test_early_stopping(tmp_path):
     task = _small_task()
     # a zero learning rate cannot improve validation accuracy after the first epoch
-    res = train(_cfg("train.epochs=10", "train.patience=2", "train.lr=1e-12"), tmp_path / "run", task=task,
-                log=_quiet)
+    res = train(_cfg("train.epochs=10", "train.patience=2", "train.lr=1e-12", 'train.select="val_acc"'),
+                tmp_path / "run", task=task, log=_quiet)
     assert res.stopped_early and len(res.metrics) == 3
 
 
