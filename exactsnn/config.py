@@ -4,7 +4,7 @@ A configuration file has one table per section; every key is optional (defaults 
 built-in Yin-Yang task)::
 
     [data]       dataset = "yinyang" | "shd" | "ssc" | "files";  data_dir, train_file, ...
-    [network]    hidden = [400], tau_mem = 0.02, recurrent = false, delays = false, ...
+    [network]    hidden = [600], tau_mem = 0.02, recurrent = false, delays = false, ...
     [loss]       name = "max" | "sum" | "sum_exp" | "sum_gaussian" | "first_spike", plus its options
     [regularizer]  s_lo, nu_lo, s_hi, nu_hi, per  (off while s_lo = s_hi = 0)
     [augment]    shift, blend, delay_line, delay_line_step
@@ -99,7 +99,7 @@ class NetworkConfig:
     readout weights ~ N(readout_mean, (readout_scale / sqrt(n_pre))^2).
     """
 
-    hidden: tuple[int, ...] = (400,)
+    hidden: tuple[int, ...] = (600,)
     neuron: str = "lif"
     tau_mem: float = 20e-3
     tau_syn: float = 5e-3
