@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -302,23 +303,25 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     last, best = out / "last.h5", out / "best.h5"
     metrics_path = out / "metrics.jsonl"
+    hidden = list(range(len(net.layers) - 1))
     if resume is not None:
         st = _load_state(Path(resume), net)
+        source_best = Path(resume).parent / "best.h5"
+        if not best.exists() and source_best.exists():
+            shutil.copyfile(source_best, best)  # resuming into a new directory keeps the best so far
         log(f"resuming from {resume}: epoch {st.epoch + 1}, batch {st.batch}")
     else:
         if last.exists() or best.exists():
             raise ValueError(f"{out} already holds a run (last.h5/best.h5); resume it with --resume {out} "
                              "or choose another output directory")
         params = net.init(int(np.random.default_rng((tc.seed, 0)).integers(2**63)))
-        n_hidden = sum(1 for layer in net.layers[:-1])
-        st = _State(params, adam_init(net, params), 0, 0, (0.0, 0.0, (0.0,) * n_hidden, 0))
+        st = _State(params, adam_init(net, params), 0, 0, (0.0, 0.0, (0.0,) * len(hidden), 0))
     (out / "config.toml").write_text(to_toml(cfg))
     _write_metrics(metrics_path, st.metrics)
 
     train_split = task.train
     n = len(train_split)
     n_batches = math.ceil(n / tc.batch_size)
-    hidden = list(range(len(net.layers) - 1))
     t_session = time.perf_counter()
     stopped_early = False
 
@@ -389,7 +392,7 @@ def train(
         _save(last, net, cfg, replace(st, wall=wall()))
         raise TrainingInterrupted(last) from None
 
-    _, best_params, _ = load_checkpoint(best)
+    best_params = load_checkpoint(best)[1] if best.exists() else st.params
     test = None
     if task.test is not None and len(task.test):
         test = evaluate(net, best_params, task.test, loss, t_max, tc.eval_batch_size)

@@ -173,3 +173,15 @@ def test_learned_delays_move_and_stay_legal(tmp_path):
         assert d.min() >= 0 and d.max() <= 0.005
     assert np.all(np.diag(res.params.recurrent_weights[0]) == 0)
     assert np.all(res.params.delays[1] == 0)  # the readout has no delays
+
+
+def test_resume_into_another_directory(tmp_path):
+    task = _small_task()
+    cfg = _cfg()
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "a", task=task, log=_quiet, progress=_StopAfter(8))
+    res = train(cfg, tmp_path / "b", resume=tmp_path / "a" / "last.h5", task=task, log=_quiet)
+    assert (tmp_path / "b" / "best.h5").exists() and len(res.metrics) == 3
+    full = train(cfg, tmp_path / "full", task=task, log=_quiet)
+    for a, b in zip(full.params.groups().values(), res.params.groups().values(), strict=True):
+        assert np.array_equal(a, b)
