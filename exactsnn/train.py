@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from exactsnn.checkpoint import load_checkpoint, load_checkpoint_state, save_checkpoint
-from exactsnn.config import Config, apply_overrides, config_from_dict, config_to_dict, to_toml
+from exactsnn.config import Config, config_from_dict, config_to_dict, to_toml
 from exactsnn.data.datasets import Split
 from exactsnn.data.tasks import Task, load_task
 from exactsnn.events import SpikeBatch
@@ -402,10 +402,3 @@ def train(
     return TrainResult(out, net, best_params, list(st.metrics), test, best, st.best_epoch, stopped_early,
                        {"wall_s": wall()})
 
-
-def config_for_run(config_path: str | None, overrides: list[str]) -> Config:
-    """The configuration from an optional TOML file plus ``section.key=value`` overrides."""
-    from exactsnn.config import load_config
-
-    cfg = load_config(config_path) if config_path else Config()
-    return apply_overrides(cfg, overrides)
