@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shd_files import write_shd_layout
 
 import exactsnn as es
 from exactsnn.data import datasets
@@ -28,24 +29,7 @@ from exactsnn.data.shd import NonFiniteSpikesWarning, write_spikes_h5
 
 def write_zenke_file(path, samples, labels=None, speakers=None, keys=None, times_dtype=np.float16):
     """``samples`` [(times, units), ...] in the published layout: vlen float16 times, vlen uint16 units."""
-    with h5py.File(path, "w") as f:
-        g = f.create_group("spikes")
-        ds_t = g.create_dataset("times", shape=(len(samples),), dtype=h5py.vlen_dtype(np.dtype(times_dtype)))
-        ds_u = g.create_dataset("units", shape=(len(samples),), dtype=h5py.vlen_dtype(np.dtype(np.uint16)))
-        for i, (t, u) in enumerate(samples):
-            ds_t[i] = np.asarray(t, dtype=times_dtype)
-            ds_u[i] = np.asarray(u, dtype=np.uint16)
-        if labels is not None:
-            f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
-        e = f.create_group("extra")
-        if speakers is not None:
-            e.create_dataset("speaker", data=np.asarray(speakers, dtype=np.uint16))
-        if keys is not None:
-            e.create_dataset("keys", data=np.array([k.encode() for k in keys]))
-        m = e.create_group("meta_info")
-        m.create_dataset("gender", data=np.array([b"female", b"male"]))
-        m.create_dataset("age", data=np.array([25, 31], dtype=np.uint16))
-        m.create_dataset("body_height", data=np.array([1.7, 1.8]))
+    write_shd_layout(path, samples, labels, times_dtype, speakers=speakers, keys=keys)
 
 
 def random_samples(n, seed, t_hi=1.3, n_units=700):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shd_files import write_shd_layout
 
 import exactsnn as es
 from exactsnn.data.shd import (
@@ -24,23 +25,8 @@ from exactsnn.data.shd import (
 
 def make_shd_file(path, samples, labels=None, times_dtype=np.float16, extra=True):
     """Write ``samples`` [(times, units), ...] with h5py directly, in the zenkelab SHD layout."""
-    with h5py.File(path, "w") as f:
-        g = f.create_group("spikes")
-        ds_t = g.create_dataset("times", shape=(len(samples),), dtype=h5py.vlen_dtype(np.dtype(times_dtype)))
-        ds_u = g.create_dataset("units", shape=(len(samples),), dtype=h5py.vlen_dtype(np.dtype(np.uint16)))
-        for i, (t, u) in enumerate(samples):
-            ds_t[i] = np.asarray(t, dtype=times_dtype)
-            ds_u[i] = np.asarray(u, dtype=np.uint16)
-        if labels is not None:
-            f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
-        if extra:
-            e = f.create_group("extra")
-            e.create_dataset("speaker", data=np.arange(len(samples), dtype=np.uint16) % 3)
-            e.create_dataset("keys", data=np.array([b"english-zero", b"english-one", b"german-null"]))
-            m = e.create_group("meta_info")
-            m.create_dataset("gender", data=np.array([b"female", b"male", b"female"]))
-            m.create_dataset("age", data=np.array([25, 31, 40], dtype=np.uint16))
-            m.create_dataset("body_height", data=np.array([1.7, 1.8, 1.65]))
+    write_shd_layout(path, samples, labels, times_dtype, speakers=np.arange(len(samples)) % 3,
+                     keys=["english-zero", "english-one", "german-null"], extra=extra)
 
 
 def shd_like_samples(n=5, seed=0):
