@@ -8,6 +8,7 @@ given beside it override it, e.g. more ``--epochs``).
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,10 @@ class EpochBar:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _shortcuts(**opts: Any) -> list[str]:
@@ -138,6 +143,8 @@ def train(
             typer.echo(line)
 
         t0 = time.perf_counter()
+        # a batch system's SIGTERM saves like Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             result = run_training(cfg, run_dir, resume=ckpt, progress=bar, log=log)
         except TrainingInterrupted as exc:
@@ -145,6 +152,8 @@ def train(
             typer.echo(f"\ninterrupted: state saved to {exc.checkpoint}; continue with "
                        f"exactsnn train --resume {exc.checkpoint.parent}", err=True)
             raise typer.Exit(130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         bar.close()
     wall = time.perf_counter() - t0
     best = next(m for m in result.metrics if m["epoch"] == result.best_epoch)

@@ -104,3 +104,34 @@ def test_user_errors(tmp_path):
     assert_user_error(invoke("evaluate", tmp_path / "missing.h5"), "no such file")
     assert_user_error(invoke("train", "--resume", tmp_path / "nothing"), "no such file")
     assert_user_error(invoke("plot", tmp_path / "nothing"), "not a run directory")
+
+
+def test_sigterm_saves_and_resume_finishes(tmp_path):
+    """A batch system's SIGTERM (like Ctrl-C) writes last.h5; --resume then completes the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "exactsnn_cli.main", "train", "--hidden", "8", "--epochs", "40", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: state saved to" in err and "--resume" in err
+    from exactsnn.checkpoint import load_checkpoint
+
+    _, _, extra = load_checkpoint(out / "last.h5")
+    assert 1 <= extra["epoch"] < 40
+    res = invoke("train", "--resume", out, "--epochs", extra["epoch"] + 1)
+    assert res.exit_code == 0, res.output
+    assert "test accuracy: " in res.output
