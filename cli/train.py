@@ -26,8 +26,11 @@ class EpochBar:
         self.n_epochs = n_epochs
         self.bar: Any = None
         self.epoch = -1
+        self.done = 0
+        self.text = ""
 
     def __call__(self, epoch: int, batch: int, n_batches: int, loss: float, acc: float) -> None:
+        self.text = f"loss {loss:.4f} acc {100 * acc:.1f} %"
         if epoch != self.epoch:
             self.close()
             self.epoch = epoch
@@ -37,7 +40,6 @@ class EpochBar:
             )
             self.bar.__enter__()
             self.done = batch - 1
-        self.text = f"loss {loss:.4f} acc {100 * acc:.1f} %"
         self.bar.update(batch - self.done)
         self.done = batch
         if batch == n_batches:

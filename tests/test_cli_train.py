@@ -135,3 +135,25 @@ def test_sigterm_saves_and_resume_finishes(tmp_path):
     res = invoke("train", "--resume", out, "--epochs", extra["epoch"] + 1)
     assert res.exit_code == 0, res.output
     assert "test accuracy: " in res.output
+
+
+def test_epoch_bar_on_a_terminal(monkeypatch):
+    """The progress bar as a terminal shows it (hidden otherwise, so CliRunner never draws it)."""
+    import io
+    import sys
+
+    from exactsnn_cli.train import EpochBar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    bar = EpochBar(2)
+    for epoch in range(2):
+        for k in range(1, 4):
+            bar(epoch, k, 3, 1.0 / k, 0.25 * k)
+    bar.close()
+    text = err.getvalue()
+    assert "epoch 1/2" in text and "epoch 2/2" in text and "3/3" in text and "acc 75.0 %" in text
