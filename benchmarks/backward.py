@@ -58,6 +58,7 @@ from forward import (  # noqa: E402
     N_INPUTS,
     N_READOUT,
     _memory,
+    machine_info,
     make_net,
     parse_workload,
     resolve_gain,
@@ -310,13 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     print("            reverse replay), other = l&g - its forward - readout - kernel (checks, buffers, sums)")
     print("tm        = tracemalloc peak (MiB) of one call; rss = ru_maxrss growth (MiB) during one call"
           + (", peak mark reset first" if rows and rows[0].mem.get("peak_rss_reset") else ""))
-    print(f"load average before/after: {load0[0]:.2f} / {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
+    machine = machine_info(load0[0])
+    print(f"load average before/after: {load0[0]:.2f} / {machine['loadavg_1min_before_after'][1]:.2f} (1 min) "
+          f"on {os.cpu_count()} CPUs")
     if a.json:
         doc = {
-            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "numba": numba.__version__,
-                        "numpy": np.__version__, "threading_layer": numba.threading_layer(),
-                        "loadavg_1min_before_after": [load0[0], os.getloadavg()[0]]},
+            "machine": machine,
             "workload": {"batch": a.batch, "n_inputs": N_INPUTS, "rate_hz": a.rate, "t_max": a.t_max,
                          "hidden": a.hidden, "readout": N_READOUT, "repeats": a.repeats,
                          "slow_repeats": a.slow_repeats, "seed": a.seed, "loss": "SumExp",

@@ -316,6 +316,14 @@ def run_baseline(n_hidden, batch, threads_list, repeats, tau_mem=20e-3, tau_syn=
     return rows
 
 
+def machine_info(load_before: float) -> dict:
+    """The machine, library versions and the 1-minute load average before and now (for the JSON report)."""
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "numba": numba.__version__,
+            "numpy": np.__version__, "threading_layer": numba.threading_layer(),
+            "loadavg_1min_before_after": [load_before, os.getloadavg()[0]]}
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -437,13 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     print("maxrss d       = growth of ru_maxrss (peak resident set) during one call"
           + (", peak mark reset first" if rows and rows[0].extra.get("peak_rss_reset") else
              " (peak mark could not be reset: 0 means no new process-wide peak)"))
-    print(f"load average before/after: {load0[0]:.2f} / {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
+    machine = machine_info(load0[0])
+    print(f"load average before/after: {load0[0]:.2f} / {machine['loadavg_1min_before_after'][1]:.2f} (1 min) "
+          f"on {os.cpu_count()} CPUs")
     if a.json:
         doc = {
-            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "numba": numba.__version__,
-                        "numpy": np.__version__, "threading_layer": numba.threading_layer(),
-                        "loadavg_1min_before_after": [load0[0], os.getloadavg()[0]]},
+            "machine": machine,
             "workload": {"batch": a.batch, "n_inputs": N_INPUTS, "rate_hz": a.rate, "t_max": a.t_max,
                          "hidden": a.hidden, "readout": N_READOUT, "repeats": a.repeats,
                          "slow_repeats": a.slow_repeats, "seed": a.seed,
