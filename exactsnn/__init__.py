@@ -9,11 +9,11 @@ from exactsnn.events import SpikeBatch
 from exactsnn.grad import loss_and_grad, loss_value
 from exactsnn.gradcheck import GradcheckReport, gradcheck
 from exactsnn.network import Layer, Network, Params
-from exactsnn.neurons import LI, LIF
+from exactsnn.neurons import LI, LIF, AdLIF
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LIF", "LI", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording",
+    "LIF", "LI", "AdLIF", "Layer", "Network", "Params", "SpikeBatch", "simulate", "Recording",
     "loss_and_grad", "loss_value", "gradcheck", "GradcheckReport", "losses", "regularizers", "__version__",
 ]

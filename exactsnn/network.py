@@ -9,6 +9,10 @@ recurrent; otherwise every delay is zero. A spike of unit i at time t reaches un
 ``t + D[j, i]`` and adds ``W[j, i]`` to j's synaptic current.
 
 A non-spiking readout (:class:`~exactsnn.neurons.LI`) can only be the last layer.
+
+Neuron parameters are the layer's (scalars of its neuron model) unless the layer lists some of them
+in ``learn``: those become per-neuron arrays in :class:`Params` (``params.neuron[l]["tau_mem"]``,
+shape (n_l,)), initialised to the model's value, with exact gradients like every other group.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exactsnn.neurons import LI, LIF
+from exactsnn.neurons import LI, LIF, AdLIF
+from exactsnn.neurons.adlif import NEURON_PARAMETERS
 
 __all__ = ["Layer", "Network", "Params"]
 
-NeuronModel = LIF | LI
+NeuronModel = LIF | LI | AdLIF
+TIME_CONSTANTS = ("tau_mem", "tau_syn", "tau_w")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Layer:
     (feedforward and recurrent). Initialisation: feedforward weights ~ N(weight_mean,
     weight_std^2) with ``weight_std`` defaulting to 1/sqrt(n_pre); recurrent weights ~
     N(0, recurrent_std^2), default 0.5/sqrt(size), zero diagonal; delays ~ U(0, delay_max) s.
+    ``learn``: names of neuron parameters to learn per neuron (LIF: tau_mem, tau_syn; AdLIF also
+    tau_w, a, b).
     """
 
     size: int
@@ -43,13 +51,24 @@ class Layer:
     weight_std: float | None = None
     recurrent_std: float | None = None
     delay_max: float = 10e-3
+    learn: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"Layer.size must be a positive integer, got {self.size!r}")
         object.__setattr__(self, "size", int(self.size))
-        if not isinstance(self.neuron, (LIF, LI)):
+        if not isinstance(self.neuron, (LIF, LI, AdLIF)):
             raise ValueError(f"Layer.neuron must be a neuron model such as es.LIF(), got {self.neuron!r}")
+        learn = (self.learn,) if isinstance(self.learn, str) else tuple(self.learn)
+        allowed = NEURON_PARAMETERS.get(type(self.neuron).__name__, ())
+        for name in learn:
+            if name not in allowed:
+                model = type(self.neuron).__name__
+                raise ValueError(
+                    f"Layer.learn: {name!r} is not a learnable parameter of {model} "
+                    f"(choose from {', '.join(allowed) or 'none'})"
+                )
+        object.__setattr__(self, "learn", tuple(dict.fromkeys(learn)))
         if not self.neuron.spiking and self.recurrent:
             raise ValueError("a non-spiking LI readout layer cannot be recurrent")
         for name in ("weight_mean", "delay_max"):
@@ -63,6 +82,27 @@ class Layer:
             if v is not None and not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"Layer.{name} must be a finite number >= 0, got {v!r}")
 
+    @property
+    def linear_kernel(self) -> bool:
+        """True when the layer runs on the 3-state linear-neuron kernels (adLIF, or learned taus)."""
+        return self.neuron.spiking and (isinstance(self.neuron, AdLIF) or bool(self.learn))
+
+    def neuron_arrays(self, learned: dict[str, np.ndarray] | None) -> tuple[np.ndarray, ...]:
+        """Per-neuron (tau_mem, tau_w, tau_syn, a, b), each (size,): learned arrays where given.
+
+        A LIF neuron is the linear system with a = b = 0 (its w stays 0; tau_w is then irrelevant).
+        """
+        nrn = self.neuron
+        base = {"tau_mem": nrn.tau_mem, "tau_w": getattr(nrn, "tau_w", 1.0), "tau_syn": nrn.tau_syn,
+                "a": getattr(nrn, "a", 0.0), "b": getattr(nrn, "b", 0.0)}
+        out = []
+        for name in ("tau_mem", "tau_w", "tau_syn", "a", "b"):
+            if learned is not None and name in learned:
+                out.append(np.ascontiguousarray(learned[name], dtype=np.float64))
+            else:
+                out.append(np.full(self.size, float(base[name])))
+        return tuple(out)
+
 
 @dataclass(frozen=True, eq=False)
 class Params:
@@ -70,13 +110,15 @@ class Params:
 
     ``weights[l]``: (n_l, n_{l-1}) float64; ``delays[l]``: same shape, seconds (zeros without
     delays); ``recurrent_weights[l]`` and ``recurrent_delays[l]``: (n_l, n_l) or ``None`` for a
-    feedforward layer.
+    feedforward layer. ``neuron[l]``: the layer's learned neuron parameters, name -> (n_l,) array
+    (empty dict when it learns none).
     """
 
     weights: list[np.ndarray]
     delays: list[np.ndarray]
     recurrent_weights: list[np.ndarray | None] = None  # type: ignore[assignment]
     recurrent_delays: list[np.ndarray | None] = None  # type: ignore[assignment]
+    neuron: list[dict[str, np.ndarray]] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = len(self.weights)
@@ -99,21 +141,37 @@ class Params:
         object.__setattr__(self, "delays", [as_f64(d, f"delays[{i}]") for i, d in enumerate(self.delays)])
         object.__setattr__(self, "recurrent_weights", [as_f64(w, f"recurrent_weights[{i}]") for i, w in enumerate(rw)])
         object.__setattr__(self, "recurrent_delays", [as_f64(d, f"recurrent_delays[{i}]") for i, d in enumerate(rd)])
+        nd = [{} for _ in range(n)] if self.neuron is None else list(self.neuron)
+        if len(nd) != n:
+            raise ValueError("Params: neuron needs one dict of learned neuron parameters per layer")
+        neuron = []
+        for i, d in enumerate(nd):
+            entry = {}
+            for name, arr in dict(d or {}).items():
+                a = np.array(arr, dtype=np.float64, copy=True)
+                if a.ndim != 1:
+                    raise ValueError(f"Params: neuron[{i}][{name!r}] must be a 1-D array, got shape {a.shape}")
+                entry[str(name)] = a
+            neuron.append(entry)
+        object.__setattr__(self, "neuron", neuron)
 
     def __len__(self) -> int:
         return len(self.weights)
 
     def copy(self) -> Params:
         """A deep copy."""
-        return Params(self.weights, self.delays, self.recurrent_weights, self.recurrent_delays)
+        return Params(self.weights, self.delays, self.recurrent_weights, self.recurrent_delays, self.neuron)
 
     def groups(self) -> dict[str, np.ndarray]:
-        """Flat name -> array view of every present array, e.g. ``{"weights[0]": ...}``."""
+        """Flat name -> array view of every present array, e.g. ``{"weights[0]": ..., "tau_mem[0]": ...}``."""
         out: dict[str, np.ndarray] = {}
         for name in ("weights", "delays", "recurrent_weights", "recurrent_delays"):
             for i, a in enumerate(getattr(self, name)):
                 if a is not None:
                     out[f"{name}[{i}]"] = a
+        for i, d in enumerate(self.neuron):
+            for name, a in d.items():
+                out[f"{name}[{i}]"] = a
         return out
 
 
@@ -145,7 +203,7 @@ class Network:
     def init(self, seed: int = 0) -> Params:
         """Random parameters drawn from ``numpy.random.default_rng(seed)`` (see :class:`Layer`)."""
         rng = np.random.default_rng(seed)
-        weights, delays, rweights, rdelays = [], [], [], []
+        weights, delays, rweights, rdelays, neuron = [], [], [], [], []
         for l, layer in enumerate(self.layers):
             n_pre = self.fan_in(l)
             std = layer.weight_std if layer.weight_std is not None else 1.0 / np.sqrt(n_pre)
@@ -166,7 +224,8 @@ class Network:
             else:
                 rweights.append(None)
                 rdelays.append(None)
-        return Params(weights, delays, rweights, rdelays)
+            neuron.append({name: np.full(layer.size, float(getattr(layer.neuron, name))) for name in layer.learn})
+        return Params(weights, delays, rweights, rdelays, neuron)
 
     def check_params(self, params: Params) -> None:
         """Raise ``ValueError`` naming the first array whose shape or values do not fit this network."""
@@ -191,6 +250,24 @@ class Network:
                     raise ValueError(f"recurrent_weights[{l}] given but layer {l} is not recurrent")
                 if rd is not None and np.any(rd != 0):
                     raise ValueError(f"recurrent_delays[{l}] given but layer {l} is not recurrent")
+            _check_neuron(params.neuron[l], layer, l)
+
+
+def _check_neuron(learned: dict[str, np.ndarray], layer: Layer, l: int) -> None:
+    if set(learned) != set(layer.learn):
+        raise ValueError(
+            f"neuron parameters of layer {l}: got {sorted(learned)}, the layer learns {sorted(layer.learn)}"
+        )
+    for name, a in learned.items():
+        where = f"{name}[{l}]"
+        if a.shape != (layer.size,):
+            raise ValueError(f"{where} has shape {a.shape}, expected ({layer.size},)")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{where} contains NaN or infinite values")
+        if name in TIME_CONSTANTS and np.any(a <= 0):
+            raise ValueError(f"{where} must be positive (seconds)")
+        if name == "a" and np.any(a <= -1):
+            raise ValueError(f"{where} must be > -1 (otherwise V and w diverge)")
 
 
 def _check_array(

@@ -8,6 +8,8 @@ Per layer the scheme is chosen by its kind (see the kernel modules for why):
   for the neurons a conservative bound flags.
 * ``delays=True``: :mod:`exactsnn.engine.cpu.queue` — per-synapse arrivals sorted once, recurrent
   arrivals and predicted crossings in an array-backed heap with version stamps, lazy per-neuron state.
+* adLIF layers and layers that learn neuron parameters: :mod:`exactsnn.engine.cpu.linear` — the same
+  bundles and heap over per-neuron 3-state linear systems (matrix-exponential propagator).
 
 The simulated window is the closed interval [0, t_max]: inputs and arrivals at t <= t_max are applied,
 spikes at t <= t_max are recorded. What EventProp needs is recorded per spike (its time, unit, the
@@ -22,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from exactsnn.engine.cpu.dense import run_dense_batch
+from exactsnn.engine.cpu.linear import run_linear_batch
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import voltage_batch
 from exactsnn.events import SpikeBatch
-from exactsnn.network import Network, Params
+from exactsnn.network import Layer, Network, Params
+from exactsnn.neurons.linear import crossing_bounds, system_matrices
 
 __all__ = ["simulate", "Recording"]
 
@@ -115,6 +119,33 @@ def check_inputs(net: Network, params: Params, batch: SpikeBatch, t_max: float) 
     return _check_t_max(t_max)
 
 
+@dataclass(frozen=True, eq=False)
+class LinearLayer:
+    """Per-neuron arrays of a linear-kernel layer: A, Lyapunov P, crossing bounds and the parameters."""
+
+    A: np.ndarray
+    P: np.ndarray
+    bounds: np.ndarray
+    tau_mem: np.ndarray
+    tau_w: np.ndarray
+    tau_syn: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    uniform: bool
+
+
+def linear_layer(layer: Layer, learned: dict[str, np.ndarray] | None) -> LinearLayer:
+    """The kernel arrays of a linear-kernel layer (parameters from ``learned`` where the layer learns them)."""
+    tm, tw, ts, a, b = layer.neuron_arrays(learned)
+    uniform = all(np.all(v == v[0]) for v in (tm, tw, ts, a, b))
+    A = system_matrices(tm[:1], tw[:1], ts[:1], a[:1]) if uniform else system_matrices(tm, tw, ts, a)
+    P, bnd = crossing_bounds(A)
+    if uniform:
+        n = layer.size
+        A, P, bnd = (np.ascontiguousarray(np.broadcast_to(v, (n,) + v.shape[1:])) for v in (A, P, bnd))
+    return LinearLayer(A, P, bnd, tm, tw, ts, a, b, uniform)
+
+
 def _run_layer(
     layer_idx: int, net: Network, params: Params, pre: SpikeBatch, t_max: float
 ) -> tuple[SpikeBatch, np.ndarray, np.ndarray]:
@@ -139,7 +170,19 @@ def _run_layer(
         out_i = np.empty((todo.size, c))
         out_r = np.empty((todo.size, c))
         counts = np.zeros(todo.size, dtype=np.int64)
-        if layer.delays:
+        if layer.linear_kernel:
+            lin = linear_layer(layer, params.neuron[layer_idx])
+            D = params.delays[layer_idx]
+            E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
+            ff_order, ff_delay = sort_delays(np.ascontiguousarray(D))
+            rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
+            run_linear_batch(
+                sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
+                np.ascontiguousarray(R), rec_order, rec_delay, has_rec, layer.delays,
+                lin.A, lin.P, lin.bounds, lin.tau_w, lin.tau_syn, lin.a, lin.b, lin.uniform,
+                nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+            )
+        elif layer.delays:
             D = params.delays[layer_idx]
             E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
             ff_order, ff_delay = sort_delays(np.ascontiguousarray(D))

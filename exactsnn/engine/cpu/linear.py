@@ -1,0 +1,212 @@
+"""Forward kernel for layers of linear 3-state neurons (adLIF, or LIF with learned time constants).
+
+Why this scheme. Every neuron may have its own parameters (learned per neuron), so there are no
+shared decay factors to exploit; each neuron keeps its own state x = (V, w, I) and the time it
+refers to, and is brought forward (expm(A s), :mod:`exactsnn.neurons.linear`) only when an event
+concerns it. Arrivals are *bundles* exactly as in :mod:`exactsnn.engine.cpu.queue` (one heap entry
+per presynaptic spike in flight, its arrivals in delay order), together with each neuron's predicted
+next crossing, skipped when stale (version stamps). At equal times a crossing comes first, then
+feedforward, then recurrent arrivals.
+
+Horizon of a prediction. With per-synapse delays a neuron's next arrival is unknown, so its next
+crossing is searched up to t_max (after a cheap bound that rules most neurons out). Without delays
+every neuron receives every input spike (zero weights included: they re-predict), so the search only
+needs to reach the next input spike time, where the neuron is looked at again; recurrent arrivals
+(zero delay) re-predict too. Over such short horizons the quadratic bound of
+:func:`exactsnn.neurons.linear.may_cross_before` settles almost every neuron in O(1).
+
+When all neurons share their parameters the propagator of the last stretch length is cached: in a
+layer without delays consecutive arrivals of one input spike meet neurons last touched at the same
+time, so one matrix exponential serves the whole layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
+from exactsnn.neurons.linear import expm_into, next_spike, propagate, window_advance
+
+_CROSS = 0
+_FF = 1
+_REC = 2
+
+
+@njit(cache=True)
+def _bring(
+    x: np.ndarray, t0: float, t1: float, ref_end: float, A: np.ndarray, tau_w: float, tau_syn: float, a: float,
+    v_reset: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
+    uniform: bool,
+) -> float:
+    """x from t0 to t1 (window-aware, cached propagator when uniform); returns I at a window end in (t0, t1]."""
+    i_end = math.nan
+    if ref_end > t0:
+        if ref_end > t1:
+            window_advance(x, t1 - t0, tau_w, tau_syn, a, v_reset)
+            return i_end
+        window_advance(x, ref_end - t0, tau_w, tau_syn, a, v_reset)
+        i_end = x[2]
+        t0 = ref_end
+    s = t1 - t0
+    if s > 0.0:
+        if uniform:
+            if cache[0] != s:
+                expm_into(A, s, cPhi, s1, s2)
+                cache[0] = s
+            propagate(cPhi, x)
+        else:
+            expm_into(A, s, Phi, s1, s2)
+            propagate(Phi, x)
+    return i_end
+
+
+@njit(cache=True)
+def linear_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, ff_order: np.ndarray, ff_delay: np.ndarray,
+    R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool, delays: bool,
+    A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
+    bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+) -> int:
+    """Simulate one sample of one layer of linear neurons. Returns the spike count, or -1 on overflow.
+
+    ``W`` (n, n_pre), ``R`` (n, n); ``ff_order, ff_delay`` / ``rec_order, rec_delay`` from
+    :func:`exactsnn.engine.cpu.queue.sort_delays`; per-neuron ``A`` (n, 3, 3), ``P`` (n, 3, 3),
+    ``bnd`` (n, 2) = (beta, alpha) from :func:`exactsnn.neurons.linear.crossing_bounds`, and
+    tau_w, tau_syn (s), a, b (n,).
+    """
+    n = W.shape[0]
+    cap = out_t.size
+    n_in = np.searchsorted(tin, t_max, side="right")
+    X = np.zeros((n, 3))
+    tl = np.zeros(n)
+    ref_end = np.full(n, -np.inf)
+    ref_spike = np.zeros(n, np.int64)
+    version = np.zeros(n, np.int64)
+    Phi = np.empty((3, 3))
+    s1 = np.empty((3, 3))
+    s2 = np.empty((3, 3))
+    cPhi = np.empty((3, 3))
+    cache = np.full(1, -1.0)
+    xa = np.empty(3)
+    xs = np.empty(3)
+    xl = np.empty(3)
+    y = np.empty(3)
+    hcap = 2 * n + 64
+    ht = np.empty(hcap)
+    hk = np.empty(hcap, np.int64)
+    hs = np.empty(hcap, np.int64)
+    ha = np.empty(hcap, np.int64)
+    hb = np.empty(hcap, np.int64)
+    size = 0
+    seq = 0
+    count = 0
+    p = 0
+    # rest at or above threshold (v_th <= 0): every neuron fires at once
+    if v_th <= 0.0:
+        for j in range(n):
+            ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+            size = heap_push(ht, hk, hs, ha, hb, size, 0.0, _CROSS, seq, j, 0)
+            seq += 1
+    while True:
+        t_top = ht[0] if size > 0 else math.inf
+        if p < n_in and tin[p] <= t_top:
+            ta = tin[p] + ff_delay[uin[p], 0]
+            if ta <= t_max:
+                ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+                size = heap_push(ht, hk, hs, ha, hb, size, ta, _FF, seq, p, 0)
+                seq += 1
+            p += 1
+            continue
+        if size == 0:
+            break
+        t = ht[0]
+        kind = hk[0]
+        a_ = ha[0]
+        b_ = hb[0]
+        if kind == _CROSS:
+            size = heap_pop(ht, hk, hs, ha, hb, size)
+            j = a_
+            if b_ != version[j]:
+                continue
+            wgt = 0.0
+        else:
+            if kind == _FF:
+                u = uin[a_]
+                j = ff_order[u, b_]
+                wgt = W[j, u]
+                nxt = tin[a_] + ff_delay[u, b_ + 1] if b_ + 1 < n else math.inf
+            else:
+                u = out_u[a_]
+                j = rec_order[u, b_]
+                wgt = R[j, u]
+                nxt = out_t[a_] + rec_delay[u, b_ + 1] if b_ + 1 < n else math.inf
+            if nxt <= t_max:
+                heap_replace_top(ht, hk, hs, ha, hb, size, nxt, kind, seq, a_, b_ + 1)
+                seq += 1
+            else:
+                size = heap_pop(ht, hk, hs, ha, hb, size)
+            if wgt == 0.0 and delays:
+                continue  # unchanged trajectory, and its prediction reaches t_max already
+        x = X[j]
+        i_end = _bring(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset,
+                       Phi, s1, s2, cache, cPhi, uniform)
+        if not math.isnan(i_end):
+            out_r[ref_spike[j]] = i_end
+        x[2] += wgt
+        tl[j] = t
+        if kind == _CROSS:
+            if count >= cap:
+                return -1
+            out_t[count] = t
+            out_u[count] = j
+            out_i[count] = x[2]
+            out_r[count] = math.nan
+            x[0] = v_reset
+            x[1] += bv[j]
+            if t_ref > 0.0:
+                ref_end[j] = t + t_ref
+                ref_spike[j] = count
+            if has_rec:
+                ta = t + rec_delay[j, 0]
+                if ta <= t_max:
+                    ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+                    size = heap_push(ht, hk, hs, ha, hb, size, ta, _REC, seq, count, 0)
+                    seq += 1
+            count += 1
+        version[j] += 1
+        horizon = t_max
+        if not delays and p < n_in:
+            horizon = tin[p]
+        ts = next_spike(x, t, horizon, ref_end[j], A[j], P[j], bnd[j, 0], bnd[j, 1], tau_w[j], tau_syn[j],
+                        av[j], v_th, v_reset, Phi, s1, s2, xa, xs, xl, y)
+        if ts >= 0.0 and (kind != _CROSS or ts > t or ref_end[j] > t):
+            ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+            size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, version[j])
+            seq += 1
+    for j in range(n):
+        if tl[j] < ref_end[j] <= t_max:
+            out_r[ref_spike[j]] = X[j, 2] * math.exp(-(ref_end[j] - tl[j]) / tau_syn[j])
+    return count
+
+
+@njit(parallel=True, cache=True)
+def run_linear_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
+    ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
+    delays: bool, A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
+    av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
+) -> None:
+    """:func:`linear_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
+    for b in prange(offsets.size - 1):
+        lo = offsets[b]
+        hi = offsets[b + 1]
+        counts[b] = linear_sample(
+            times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, delays,
+            A, P, bnd, tau_w, tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max,
+            out_t[b], out_u[b], out_i[b], out_r[b],
+        )

@@ -1,0 +1,359 @@
+"""Numerics of a neuron that is a 3-state linear system between events (adLIF; LIF with learned taus).
+
+State x = (V, w, I), dx/dt = A x between events (see :mod:`exactsnn.neurons.adlif` for the model)::
+
+    A = [[-1/tau_mem, -1/tau_mem, 1/tau_mem],
+         [ a/tau_w,   -1/tau_w,   0        ],
+         [ 0,          0,        -1/tau_syn]]
+
+Propagator. x(t0 + s) = expm(A s) x(t0). The matrix exponential is evaluated by scaling and squaring
+with a Taylor series (scale s by 2^-k until ||A s||_inf <= 1/2, sum the series until a term is below
+1e-18, square k times). Unlike an eigen-decomposition this has no division by eigenvalue gaps, so it
+is accurate through every coincidence a learned parameter can pass: tau_mem = tau_syn, tau_w =
+tau_syn, critical damping, and real or complex (damped oscillation) eigenvalues alike. The error of
+the squarings grows like the condition of the exponential itself (|lambda s| eps); for the short
+stretches between events (||A s|| < 1/2, no squaring at all) it is a few ulps.
+
+Refractory window. V is held at v_reset, so w relaxes towards a v_reset and I decays::
+
+    V = v_reset,  w(s) = a v_reset + (w0 - a v_reset) e^{-s/tau_w},  I(s) = I0 e^{-s/tau_syn}
+
+First-crossing search that cannot skip a crossing (V may cross v_th several times between two events
+when the eigenvalues are complex). With P the solution of the Lyapunov equation A^T P + P A = -1
+(P is symmetric positive definite when A is stable, i.e. a > -1), the norm ||x||_P = sqrt(x^T P x)
+never grows along the free flow (d/dt x^T P x = -|x|^2). Hence for all later times, by Cauchy-Schwarz
+in the P-inner product::
+
+    |V|   <= beta  ||x(s)||_P,   beta  = sqrt(e_V^T P^-1 e_V)
+    |V''| <= alpha ||x(s)||_P,   alpha = sqrt(g^T P^-1 g),  g = (A^T)^2 e_V
+
+so M2 = alpha ||x||_P bounds V'' from the current point on. If beta ||x||_P < v_th the neuron cannot
+reach threshold before its next input. Otherwise step from s by the largest h with
+V + V' h + M2 h^2/2 <= v_th (V stays below threshold on [s, s + h]); once V' > 0 and
+v_th - V <= V'^2 / (2 M2) the lower bound V + V' t - M2 t^2/2 reaches v_th at t* <= V'/M2, and V is
+increasing on [s, s + V'/M2], so the first crossing is the unique root in [s, s + t*]: bracketed
+exactly, then polished by safeguarded Newton steps (V' is exact: (A x)_V) to a few ulps of the
+absolute time. A stretch that approaches threshold tangentially within the rounding of V (gap below
+a few ulps of v_th) counts as a crossing, as the closed-form LIF search does for a grazing maximum.
+
+Cheaper screen over a known horizon H (the next input in a layer without delays): V'' <= M2, so
+V(s + t) <= V + max(V', 0) t + M2 t^2/2 for t in [0, H - s]; below v_th at t = H - s means no crossing.
+
+Everything below is ``register_jitable`` (no allocation in the hot paths: callers pass scratch arrays).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba.extending import register_jitable
+
+__all__ = [
+    "system_matrices", "crossing_bounds", "expm_into", "propagate", "advance", "first_crossing",
+    "next_spike", "window_advance",
+]
+
+EPS = 2.220446049250313e-16
+MAX_SEARCH_STEPS = 200_000  # safe steps per search; only a near-tangent approach needs more than ~50
+
+
+def system_matrices(tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A of every neuron: array (n, 3, 3) from per-neuron parameter arrays (seconds; a dimensionless)."""
+    tm, tw, ts, a = (np.asarray(v, dtype=np.float64) for v in (tau_mem, tau_w, tau_syn, a))
+    A = np.zeros((tm.size, 3, 3))
+    A[:, 0, 0] = -1.0 / tm
+    A[:, 0, 1] = -1.0 / tm
+    A[:, 0, 2] = 1.0 / tm
+    A[:, 1, 0] = a / tw
+    A[:, 1, 1] = -1.0 / tw
+    A[:, 2, 2] = -1.0 / ts
+    return A
+
+
+def crossing_bounds(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, bounds) for every neuron: P (n, 3, 3) solves A^T P + P A = -1; bounds (n, 2) = (beta, alpha).
+
+    Raises ``ValueError`` when some A is not stable (the adaptation must satisfy a > -1).
+    """
+    n = A.shape[0]
+    eye = np.eye(3)
+    # vec(A^T P + P A) = (I kron A^T + A^T kron I) vec(P) for row-major vec
+    At = np.transpose(A, (0, 2, 1))
+    K = np.einsum("ij,nkl->nikjl", eye, At).reshape(n, 9, 9) + np.einsum("nij,kl->nikjl", At, eye).reshape(n, 9, 9)
+    rhs = np.broadcast_to(-eye.reshape(9), (n, 9))
+    P = np.linalg.solve(K, rhs[..., None])[..., 0].reshape(n, 3, 3)
+    P = 0.5 * (P + np.transpose(P, (0, 2, 1)))
+    eig = np.linalg.eigvalsh(P)
+    if not np.all(np.isfinite(eig)) or np.any(eig[:, 0] <= 0):
+        raise ValueError("the neuron's linear dynamics is not stable (adLIF needs a > -1)")
+    Pinv = np.linalg.inv(P)
+    e = np.array([1.0, 0.0, 0.0])
+    g = np.einsum("nji,nkj,k->ni", A, A, e)  # (A^T)^2 e_V
+    beta = np.sqrt(np.einsum("i,nij,j->n", e, Pinv, e))
+    alpha = np.sqrt(np.einsum("ni,nij,nj->n", g, Pinv, g))
+    # a hair of slack so that rounding in P cannot make the bounds optimistic
+    return P, np.stack([beta, alpha], axis=1) * (1.0 + 1e-12)
+
+
+@register_jitable
+def expm_into(M: np.ndarray, s: float, out: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> None:
+    """out = expm(M s) for a small square M (k x k); t1, t2: k x k scratch."""
+    k = M.shape[0]
+    nrm = 0.0
+    for i in range(k):
+        r = 0.0
+        for j in range(k):
+            r += abs(M[i, j])
+        nrm = max(nrm, r)
+    nrm *= abs(s)
+    h = s
+    sq = 0
+    while nrm > 0.5:
+        nrm *= 0.5
+        h *= 0.5
+        sq += 1
+    for i in range(k):
+        for j in range(k):
+            v = 1.0 if i == j else 0.0
+            out[i, j] = v
+            t1[i, j] = v
+    for m in range(1, 40):
+        f = h / m
+        big = 0.0
+        for i in range(k):
+            for j in range(k):
+                acc = 0.0
+                for q in range(k):
+                    acc += t1[i, q] * M[q, j]
+                acc *= f
+                t2[i, j] = acc
+                big = max(big, abs(acc))
+        for i in range(k):
+            for j in range(k):
+                t1[i, j] = t2[i, j]
+                out[i, j] += t2[i, j]
+        if big <= 1e-18:
+            break
+    for _ in range(sq):
+        for i in range(k):
+            for j in range(k):
+                acc = 0.0
+                for q in range(k):
+                    acc += out[i, q] * out[q, j]
+                t2[i, j] = acc
+        for i in range(k):
+            for j in range(k):
+                out[i, j] = t2[i, j]
+
+
+@register_jitable
+def propagate(Phi: np.ndarray, x: np.ndarray) -> None:
+    """x = Phi x in place (3-vectors; Phi upper block triangular: I feeds V, V and w couple)."""
+    v = Phi[0, 0] * x[0] + Phi[0, 1] * x[1] + Phi[0, 2] * x[2]
+    w = Phi[1, 0] * x[0] + Phi[1, 1] * x[1] + Phi[1, 2] * x[2]
+    x[2] = Phi[2, 2] * x[2]
+    x[0] = v
+    x[1] = w
+
+
+@register_jitable
+def window_advance(x: np.ndarray, s: float, tau_w: float, tau_syn: float, a: float, v_reset: float) -> None:
+    """Refractory evolution over s seconds in place: V held at v_reset, w relaxes to a v_reset."""
+    wr = a * v_reset
+    x[0] = v_reset
+    x[1] = wr + (x[1] - wr) * math.exp(-s / tau_w)
+    x[2] = x[2] * math.exp(-s / tau_syn)
+
+
+@register_jitable
+def advance(
+    x: np.ndarray, t0: float, t1: float, ref_end: float, A: np.ndarray, tau_w: float, tau_syn: float, a: float,
+    v_reset: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+) -> float:
+    """State x at t0 -> t1 in place; V held at v_reset until ref_end. Returns I at ref_end if the window
+    ends in (t0, t1], else NaN (the caller records it). Phi, s1, s2: 3x3 scratch."""
+    i_end = math.nan
+    if ref_end > t0:
+        if ref_end > t1:
+            window_advance(x, t1 - t0, tau_w, tau_syn, a, v_reset)
+            return i_end
+        window_advance(x, ref_end - t0, tau_w, tau_syn, a, v_reset)
+        i_end = x[2]
+        t0 = ref_end
+    if t1 > t0:
+        expm_into(A, t1 - t0, Phi, s1, s2)
+        propagate(Phi, x)
+    return i_end
+
+
+@register_jitable
+def _pnorm(P: np.ndarray, x: np.ndarray) -> float:
+    acc = 0.0
+    for i in range(3):
+        for j in range(3):
+            acc += x[i] * P[i, j] * x[j]
+    return math.sqrt(max(acc, 0.0))
+
+
+@register_jitable
+def _vdot(A: np.ndarray, x: np.ndarray) -> float:
+    return A[0, 0] * x[0] + A[0, 1] * x[1] + A[0, 2] * x[2]
+
+
+@register_jitable
+def _polish(
+    x_lo: np.ndarray, lo: float, hi: float, v_hi: float, A: np.ndarray, v_th: float, t_abs: float,
+    Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, y: np.ndarray,
+) -> float:
+    """Root of V = v_th in (lo, hi] (relative to x_lo's time lo; V(lo) < v_th <= v_hi = V(hi), V rising)."""
+    tol = 4.0 * EPS * max(abs(t_abs) + hi, 1e-12)
+    v_lo = x_lo[0]
+    a_ = 0.0
+    b_ = hi - lo
+    u = b_ * ((v_th - v_lo) / (v_hi - v_lo))
+    if not 0.0 < u < b_:
+        u = 0.5 * b_
+    dx_old = 2.0 * b_
+    dx = b_
+    for _ in range(200):
+        expm_into(A, u, Phi, s1, s2)
+        for i in range(3):
+            y[i] = x_lo[i]
+        propagate(Phi, y)
+        f = y[0] - v_th
+        if f >= 0.0:
+            b_ = u
+        else:
+            a_ = u
+        if f == 0.0:
+            return lo + u
+        d1 = _vdot(A, y)
+        newton = u - f / d1 if d1 > 0.0 else math.inf
+        if a_ < newton < b_ and abs(2.0 * f) <= abs(dx_old * d1):
+            dx_old = dx
+            dx = u - newton
+            u = newton
+            if abs(dx) <= tol:
+                return lo + u
+        else:
+            dx_old = dx
+            dx = 0.5 * (b_ - a_)
+            u = a_ + dx
+            if dx <= tol:
+                return lo + b_
+    return lo + b_
+
+
+@register_jitable
+def first_crossing(
+    x0: np.ndarray, H: float, A: np.ndarray, P: np.ndarray, beta: float, alpha: float, v_th: float, t0: float,
+    Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, xs: np.ndarray, xl: np.ndarray, y: np.ndarray,
+) -> float:
+    """First s in [0, H] with V(s) >= v_th on the free flow from x0 (at absolute time t0); -1.0 if none.
+
+    xs, xl, y: 3-vector scratch. See the module docstring for why no crossing can be skipped.
+    """
+    if x0[0] >= v_th:
+        return 0.0
+    if not H > 0.0:
+        return -1.0
+    for i in range(3):
+        xs[i] = x0[i]
+    s = 0.0
+    gap_tol = 4.0 * EPS * max(abs(v_th), 1.0)
+    for _ in range(MAX_SEARCH_STEPS):
+        nP = _pnorm(P, xs)
+        if beta * nP < v_th:
+            return -1.0
+        V = xs[0]
+        Vp = _vdot(A, xs)
+        M2 = alpha * nP
+        gap = v_th - V
+        if gap <= gap_tol:
+            return s
+        if M2 <= 0.0:
+            return -1.0
+        if Vp > 0.0 and Vp * Vp >= 2.0 * M2 * gap:
+            t_star = 2.0 * gap / (Vp + math.sqrt(Vp * Vp - 2.0 * M2 * gap))
+            t_rise = Vp / M2  # V is increasing on [s, s + t_rise]
+            hi = min(s + t_star, H)
+            for i in range(3):
+                xl[i] = xs[i]
+            expm_into(A, hi - s, Phi, s1, s2)
+            for i in range(3):
+                y[i] = xs[i]
+            propagate(Phi, y)
+            if y[0] >= v_th:
+                return _polish(xl, s, hi, y[0], A, v_th, t0, Phi, s1, s2, y)
+            if hi >= H:
+                return -1.0  # V rises monotonically to H and stays below v_th
+            # rounding kept V(s + t*) a hair below v_th: try the end of the rising stretch
+            hi = min(s + t_rise, H)
+            expm_into(A, hi - s, Phi, s1, s2)
+            for i in range(3):
+                y[i] = xs[i]
+            propagate(Phi, y)
+            if y[0] >= v_th:
+                return _polish(xl, s, hi, y[0], A, v_th, t0, Phi, s1, s2, y)
+            if hi >= H:
+                return -1.0
+            for i in range(3):
+                xs[i] = y[i]
+            s = hi
+            continue
+        disc = math.sqrt(Vp * Vp + 2.0 * M2 * gap)
+        h = 2.0 * gap / (Vp + disc) if Vp > 0.0 else (disc - Vp) / M2
+        s_new = s + h
+        if s_new >= H:
+            return -1.0
+        if s_new == s:
+            return s  # the gap is below what the step can resolve: a tangential touch
+        for i in range(3):
+            xl[i] = xs[i]
+        expm_into(A, h, Phi, s1, s2)
+        propagate(Phi, xs)
+        if xs[0] >= v_th:
+            # only rounding can put V above v_th at a safe step's end: the root is within it
+            return _polish(xl, s, s_new, xs[0], A, v_th, t0, Phi, s1, s2, y)
+        s = s_new
+    return -1.0
+
+
+@register_jitable
+def may_cross_before(
+    x: np.ndarray, H: float, A: np.ndarray, P: np.ndarray, beta: float, alpha: float, v_th: float
+) -> bool:
+    """Cheap screen: False only if V stays below v_th on [0, H] of the free flow from x."""
+    if x[0] >= v_th:
+        return True
+    nP = _pnorm(P, x)
+    if beta * nP < v_th:
+        return False
+    Vp = _vdot(A, x)
+    return x[0] + max(Vp, 0.0) * H + 0.5 * alpha * nP * H * H >= v_th
+
+
+@register_jitable
+def next_spike(
+    x: np.ndarray, t0: float, t1: float, ref_end: float, A: np.ndarray, P: np.ndarray, beta: float, alpha: float,
+    tau_w: float, tau_syn: float, a: float, v_th: float, v_reset: float,
+    Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, xa: np.ndarray, xs: np.ndarray, xl: np.ndarray, y: np.ndarray,
+) -> float:
+    """Absolute time of the first threshold crossing in [t0, t1] without input, or -1.0 if none.
+
+    x is the state at t0 (not modified); while t < ref_end the neuron is refractory. xa..y: scratch.
+    """
+    for i in range(3):
+        xa[i] = x[i]
+    if ref_end > t0:
+        if ref_end >= t1:
+            return -1.0
+        window_advance(xa, ref_end - t0, tau_w, tau_syn, a, v_reset)
+        t0 = ref_end
+    if not may_cross_before(xa, t1 - t0, A, P, beta, alpha, v_th):
+        return -1.0
+    s = first_crossing(xa, t1 - t0, A, P, beta, alpha, v_th, t0, Phi, s1, s2, xs, xl, y)
+    if s < 0.0:
+        return -1.0
+    return t0 + s
