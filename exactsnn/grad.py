@@ -20,8 +20,9 @@ import numba
 import numpy as np
 
 from exactsnn.engine.cpu.backward import backward_batch
+from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.readout import readout_grads, readout_z
-from exactsnn.engine.simulate import Recording, check_inputs, simulate
+from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
 
@@ -237,6 +238,35 @@ def _check_loss_fits(net: Network, loss: object) -> None:
         raise ValueError(f"{type(loss).__name__} needs a spiking output layer (es.LIF) as the last layer")
 
 
+def _linear_layer_backward(
+    rec: Recording, l: int, R: np.ndarray, E: np.ndarray, down: np.ndarray, n_threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Reverse replay of a linear-kernel layer: (gW, gD, gR, gE, learned neuron-parameter grads, up)."""
+    from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W
+
+    net, params = rec.net, rec.params
+    layer = net.layers[l]
+    nrn = layer.neuron
+    n, n_pre = layer.size, net.fan_in(l)
+    pre, own = rec.layer_input(l), rec.spikes[l]
+    lin = linear_layer(layer, params.neuron[l])
+    bW, bD = np.zeros((n_threads, n, n_pre)), np.zeros((n_threads, n, n_pre))
+    bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
+    bP = np.zeros((n_threads, n, 5))
+    up = np.zeros(pre.n_events)
+    want = any(name != "b" for name in layer.learn)
+    linear_backward_batch(
+        pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l]),
+        np.ascontiguousarray(params.delays[l]), np.ascontiguousarray(R), np.ascontiguousarray(E), layer.recurrent,
+        own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem, lin.tau_w, lin.tau_syn,
+        lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want, bW, bD, bR, bE, bP, up,
+    )
+    gP = bP.sum(axis=0)
+    cols = {"tau_mem": G_TAU_MEM, "tau_w": G_TAU_W, "tau_syn": G_TAU_SYN, "a": G_A, "b": G_B}
+    learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
+    return bW.sum(axis=0), bD.sum(axis=0), bR.sum(axis=0), bE.sum(axis=0), learned, up
+
+
 def loss_and_grad(
     net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None,
     t_max: float = 1.0, regularizer: object = None, device: str = "cpu", input_grad: bool = False,
@@ -259,6 +289,7 @@ def loss_and_grad(
     gD: list[np.ndarray | None] = [None] * n_layers
     gR: list[np.ndarray | None] = [None] * n_layers
     gE: list[np.ndarray | None] = [None] * n_layers
+    gN: list[dict[str, np.ndarray]] = [{} for _ in range(n_layers)]
     if net.layers[-1].neuron.spiking:
         value, down, scores = _first_spike_backward(rec, lab, loss)
         top = n_layers - 1
@@ -280,6 +311,11 @@ def loss_and_grad(
         own = rec.spikes[l]
         R = params.recurrent_weights[l] if layer.recurrent else np.zeros((n, n))
         E = params.recurrent_delays[l] if layer.recurrent else np.zeros((n, n))
+        if layer.linear_kernel:
+            gW[l], gD[l], gr, ge, gN[l], down = _linear_layer_backward(rec, l, R, E, down, n_threads)
+            if layer.recurrent:
+                gR[l], gE[l] = gr, ge
+            continue
         # the shared-clock kernel works on [pre, post] layouts, contiguous per presynaptic unit
         tr = not layer.delays
         shape_w = (n_threads, n_pre, n) if tr else (n_threads, n, n_pre)
@@ -303,7 +339,7 @@ def loss_and_grad(
             if layer.recurrent:
                 gR[l], gE[l] = gR[l].T.copy(), gE[l].T.copy()
         down = up
-    result: tuple = (value, Params(gW, gD, gR, gE))
+    result: tuple = (value, Params(gW, gD, gR, gE, gN))
     if input_grad:
         result += (down,)
     if outputs:

@@ -1,0 +1,259 @@
+"""EventProp reverse replay of a layer of linear 3-state neurons (adLIF; LIF with learned taus).
+
+The maths (adjoint flow, the jump at a spike with and without a refractory window, the neuron
+parameter integrals) is derived in :mod:`exactsnn.neurons.adlif`; this module only schedules it.
+
+Per sample: (1) every event of the layer is listed (feedforward and recurrent arrivals, zero
+weights included since their gradient is not zero, refractory ends, spikes) and sorted in the
+forward order (at equal times: spikes, window ends, feedforward, then recurrent arrivals); (2) a
+forward replay with the known spike times (no crossing search) stores each neuron's state just
+before each of its events; (3) the events are replayed in reverse with lazy per-neuron adjoints
+lam = (lam_V, lam_w, lam_I) = dL/dx, each brought back over the stretch since the neuron's previous
+(later) event by expm(A D)^T, with the stretch's parameter integral Q = int lam x^T dt taken from
+one 6x6 Van Loan exponential when neuron parameters are learned. Memory: 3 floats per event.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+from exactsnn.neurons.linear import advance, expm_into
+
+_SPIKE = 0
+_REF = 1
+_FF = 2
+_REC = 3
+
+# columns of the neuron-parameter gradient array
+G_TAU_MEM, G_TAU_W, G_TAU_SYN, G_A, G_B = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _van_loan(A: np.ndarray, lam: np.ndarray, x0: np.ndarray, D: float, M: np.ndarray, out: np.ndarray,
+              t1: np.ndarray, t2: np.ndarray, Q: np.ndarray) -> None:
+    """Q = int_0^D lam(t) x(t)^T dt for x(t) = expm(A t) x0, lam(t) = expm(A (D - t))^T lam (end value)."""
+    for i in range(6):
+        for j in range(6):
+            M[i, j] = 0.0
+    for i in range(3):
+        for j in range(3):
+            M[i, j] = A[j, i]
+            M[3 + i, 3 + j] = A[j, i]
+            M[i, 3 + j] = lam[i] * x0[j]
+    expm_into(M, D, out, t1, t2)
+    for i in range(3):
+        for j in range(3):
+            Q[i, j] = out[i, 3 + j]
+
+
+@njit(cache=True)
+def linear_backward_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
+    ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray,
+    tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float,
+    want_params: bool, gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray,
+    up: np.ndarray,
+) -> None:
+    """Reverse replay of one sample; gradients are added to gW, gD (n, n_pre), gR, gE (n, n), gP (n, 5)
+    (columns tau_mem, tau_w, tau_syn, a, b) and up (dL/dt of each input event)."""
+    n = W.shape[0]
+    n_in = tin.size
+    n_s = ts_.size
+    # ---- (1) events in forward order
+    m = n_s
+    for s in range(n_s):
+        if t_ref > 0.0 and ts_[s] + t_ref < T:
+            m += 1
+    for e in range(n_in):
+        for j in range(n):
+            if tin[e] + D[j, uin[e]] <= T:
+                m += 1
+    if has_rec:
+        for s in range(n_s):
+            for j in range(n):
+                if ts_[s] + E[j, us_[s]] <= T:
+                    m += 1
+    et = np.empty(m)
+    ek = np.empty(m, np.int64)
+    ei = np.empty(m, np.int64)
+    ej = np.empty(m, np.int64)
+    c = 0
+    for s in range(n_s):
+        et[c] = ts_[s]
+        ek[c] = _SPIKE
+        ei[c] = s
+        ej[c] = us_[s]
+        c += 1
+    if t_ref > 0.0:
+        for s in range(n_s):
+            if ts_[s] + t_ref < T:
+                et[c] = ts_[s] + t_ref
+                ek[c] = _REF
+                ei[c] = s
+                ej[c] = us_[s]
+                c += 1
+    for e in range(n_in):
+        for j in range(n):
+            ta = tin[e] + D[j, uin[e]]
+            if ta <= T:
+                et[c] = ta
+                ek[c] = _FF
+                ei[c] = e
+                ej[c] = j
+                c += 1
+    if has_rec:
+        for s in range(n_s):
+            for j in range(n):
+                ta = ts_[s] + E[j, us_[s]]
+                if ta <= T:
+                    et[c] = ta
+                    ek[c] = _REC
+                    ei[c] = s
+                    ej[c] = j
+                    c += 1
+    order = np.argsort(et, kind="mergesort")  # stable: the kind order above breaks ties
+    # ---- (2) forward replay: state of the neuron just before each event
+    Phi = np.empty((3, 3))
+    s1 = np.empty((3, 3))
+    s2 = np.empty((3, 3))
+    X = np.zeros((n, 3))
+    tl = np.zeros(n)
+    ref_end = np.full(n, -np.inf)
+    xm = np.empty((m, 3))
+    last_end = np.full(n, -np.inf)  # end of each neuron's last refractory window
+    for q in range(m):
+        idx = order[q]
+        j = ej[idx]
+        t = et[idx]
+        x = X[j]
+        advance(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2)
+        tl[j] = t
+        xm[idx, 0] = x[0]
+        xm[idx, 1] = x[1]
+        xm[idx, 2] = x[2]
+        kind = ek[idx]
+        if kind == _FF:
+            x[2] += W[j, uin[ei[idx]]]
+        elif kind == _REC:
+            x[2] += R[j, us_[ei[idx]]]
+        elif kind == _SPIKE:
+            x[0] = v_reset
+            x[1] += bv[j]
+            if t_ref > 0.0:
+                ref_end[j] = t + t_ref
+                last_end[j] = t + t_ref
+    # ---- (3) reverse replay
+    lam = np.zeros((n, 3))
+    tb = np.full(n, T)
+    in_ref = np.zeros(n, np.bool_)
+    for j in range(n):
+        in_ref[j] = last_end[j] >= T  # the last window is still open at T
+    stored = np.zeros(n_s)
+    rec_down = np.zeros(n_s)
+    x0 = np.empty(3)
+    M6 = np.empty((6, 6))
+    O6 = np.empty((6, 6))
+    u6 = np.empty((6, 6))
+    v6 = np.empty((6, 6))
+    Q = np.empty((3, 3))
+    lv = np.empty(3)
+    for q in range(m - 1, -1, -1):
+        idx = order[q]
+        j = ej[idx]
+        t = et[idx]
+        kind = ek[idx]
+        i = ei[idx]
+        tm = tau_mem[j]
+        tw = tau_w[j]
+        ts = tau_syn[j]
+        a = av[j]
+        # state just after the event
+        x0[0] = xm[idx, 0]
+        x0[1] = xm[idx, 1]
+        x0[2] = xm[idx, 2]
+        if kind == _FF:
+            x0[2] += W[j, uin[i]]
+        elif kind == _REC:
+            x0[2] += R[j, us_[i]]
+        elif kind == _SPIKE:
+            x0[0] = v_reset
+            x0[1] += bv[j]
+        Dt = tb[j] - t
+        if Dt > 0.0:
+            lam_j = lam[j]
+            if in_ref[j]:
+                ew = math.exp(-Dt / tw)
+                es = math.exp(-Dt / ts)
+                if want_params:
+                    gP[j, G_A] += lam_j[1] * v_reset * (1.0 - ew)
+                    gP[j, G_TAU_W] += lam_j[1] * (x0[1] - a * v_reset) * Dt * ew / (tw * tw)
+                    gP[j, G_TAU_SYN] += lam_j[2] * x0[2] * Dt * es / (ts * ts)
+                lam_j[0] = 0.0
+                lam_j[1] *= ew
+                lam_j[2] *= es
+            else:
+                if want_params:
+                    _van_loan(A[j], lam_j, x0, Dt, M6, O6, u6, v6, Q)
+                    gP[j, G_TAU_MEM] += (Q[0, 0] + Q[0, 1] - Q[0, 2]) / (tm * tm)
+                    gP[j, G_TAU_W] += (Q[1, 1] - a * Q[1, 0]) / (tw * tw)
+                    gP[j, G_A] += Q[1, 0] / tw
+                    gP[j, G_TAU_SYN] += Q[2, 2] / (ts * ts)
+                expm_into(A[j], Dt, Phi, s1, s2)
+                for r in range(3):
+                    lv[r] = Phi[0, r] * lam_j[0] + Phi[1, r] * lam_j[1] + Phi[2, r] * lam_j[2]
+                for r in range(3):
+                    lam_j[r] = lv[r]
+            tb[j] = t
+        lam_j = lam[j]
+        if kind == _FF:
+            u = uin[i]
+            g = lam_j[2] / ts - lam_j[0] / tm
+            gW[j, u] += lam_j[2]
+            gD[j, u] += W[j, u] * g
+            up[i] += W[j, u] * g
+        elif kind == _REC:
+            k = us_[i]
+            g = lam_j[2] / ts - lam_j[0] / tm
+            gR[j, k] += lam_j[2]
+            gE[j, k] += R[j, k] * g
+            rec_down[i] += R[j, k] * g
+        elif kind == _REF:
+            # releasing the clamp later leaves V short of its free slope at the window's end
+            stored[i] = lam_j[0] * (xm[idx, 2] - xm[idx, 1] - v_reset) / tm
+            lam_j[0] = 0.0
+            in_ref[j] = True
+        else:
+            I = xm[idx, 2]
+            w_m = xm[idx, 1]
+            b = bv[j]
+            if t_ref > 0.0:
+                S = stored[i]
+            else:
+                S = lam_j[0] * (I - w_m - b - v_reset) / tm
+            dldt = -S + lam_j[1] * (a * (v_th - v_reset) + b) / tw + down[i] + rec_down[i]
+            gP[j, G_B] += lam_j[1]
+            lam_j[0] = -dldt / ((I - w_m - v_th) / tm)
+            in_ref[j] = False
+
+
+@njit(parallel=True, cache=True)
+def linear_backward_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray,
+    E: np.ndarray, has_rec: bool, s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray,
+    down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
+    av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_params: bool,
+    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray, up: np.ndarray,
+) -> None:
+    """Reverse replay of every sample (prange); gradient buffers have a leading per-thread axis."""
+    for b in prange(offsets.size - 1):
+        tid = get_thread_id()
+        lo, hi = offsets[b], offsets[b + 1]
+        slo, shi = s_offsets[b], s_offsets[b + 1]
+        linear_backward_sample(
+            times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi],
+            A, tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_params,
+            gW[tid], gD[tid], gR[tid], gE[tid], gP[tid], up[lo:hi],
+        )
