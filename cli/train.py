@@ -61,7 +61,7 @@ def _shortcuts(**opts: Any) -> list[str]:
         "dataset": "data.dataset", "data_dir": "data.data_dir", "epochs": "train.epochs",
         "batch_size": "train.batch_size", "lr": "train.lr", "seed": "train.seed", "loss": "loss.name",
         "patience": "train.patience", "recurrent": "network.recurrent", "delays": "network.delays",
-        "check_md5": "data.check_md5",
+        "check_md5": "data.check_md5", "neuron": "network.neuron",
     }
     out = []
     for name, key in keys.items():
@@ -80,6 +80,9 @@ def _shortcuts(**opts: Any) -> list[str]:
             raise typer.BadParameter(f"expected layer sizes like 256 or 256,128, got {opts['hidden']!r}",
                                      param_hint="'--hidden'")
         out.append(f"network.hidden=[{', '.join(sizes)}]")
+    if opts.get("learn") is not None:
+        names = [s.strip() for s in opts["learn"].split(",") if s.strip()]
+        out.append(f"network.learn=[{', '.join(_toml_str(n) for n in names)}]")
     return out
 
 
@@ -100,6 +103,9 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed of every random draw.")] = None,
     hidden: Annotated[str | None, typer.Option(help="Hidden layer sizes, e.g. 256 or 256,128.")] = None,
     loss: Annotated[str | None, typer.Option(help="max | sum | sum_exp | sum_gaussian | first_spike.")] = None,
+    neuron: Annotated[str | None, typer.Option(help="Hidden neuron model: lif | adlif.")] = None,
+    learn: Annotated[str | None, typer.Option(
+        help="Neuron parameters to learn per neuron, e.g. tau_mem,tau_syn (adlif also tau_w,a,b).")] = None,
     recurrent: Annotated[bool | None, typer.Option(
         "--recurrent/--no-recurrent", help="Recurrent hidden layers.")] = None,
     delays: Annotated[bool | None, typer.Option("--delays/--no-delays", help="Learned synaptic delays.")] = None,
@@ -114,7 +120,7 @@ def train(
     """Train a network with exact EventProp gradients and report its test accuracy."""
     overrides = _shortcuts(dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size, lr=lr,
                            seed=seed, loss=loss, patience=patience, recurrent=recurrent, delays=delays,
-                           hidden=hidden, check_md5=check_md5) + list(set_ or [])
+                           hidden=hidden, check_md5=check_md5, neuron=neuron, learn=learn) + list(set_ or [])
     with user_errors():
         from exactsnn.config import apply_overrides, load_config
         from exactsnn.train import TrainingInterrupted, resume_config

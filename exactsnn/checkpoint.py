@@ -11,6 +11,7 @@ Layout (format ``exactsnn-checkpoint-1``)::
     params/delays/{l}             (n_l, n_{l-1}) float64, seconds
     params/recurrent_weights/{l}  (n_l, n_l) float64, absent for a feedforward layer
     params/recurrent_delays/{l}   (n_l, n_l) float64, seconds, absent for a feedforward layer
+    params/neuron/{l}/{name}      (n_l,) float64, a learned neuron parameter (Layer.learn), e.g. tau_mem
     state/{name}                  optional named arrays of a training run (e.g. Adam moments
                                   ``adam/m/weights[0]``), stored bit-exactly
 
@@ -34,7 +35,7 @@ import h5py
 import numpy as np
 
 from exactsnn.network import Layer, Network, Params
-from exactsnn.neurons import LI, LIF
+from exactsnn.neurons import LI, LIF, AdLIF
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -50,7 +51,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "exactsnn-checkpoint-1"
 
 # Neuron models by the name stored in files; a new model registers itself here.
-NEURON_MODELS: dict[str, type] = {"LIF": LIF, "LI": LI}
+NEURON_MODELS: dict[str, type] = {"LIF": LIF, "LI": LI, "AdLIF": AdLIF}
 
 _PARAM_GROUPS = ("weights", "delays", "recurrent_weights", "recurrent_delays")
 _REQUIRED_GROUPS = ("weights", "delays")
@@ -161,6 +162,12 @@ def write_params(group: h5py.Group, params: Params) -> None:
         for l, a in enumerate(getattr(params, name)):
             if a is not None:
                 g.create_dataset(str(l), data=np.asarray(a, dtype=np.float64))
+    g = group.create_group("neuron")
+    for l, d in enumerate(params.neuron):
+        if d:
+            gl = g.create_group(str(l))
+            for name, a in d.items():
+                gl.create_dataset(name, data=np.asarray(a, dtype=np.float64))
 
 
 def read_params(group: h5py.Group, n_layers: int) -> Params:
@@ -188,7 +195,26 @@ def read_params(group: h5py.Group, n_layers: int) -> Params:
                 raise ValueError(f"'{g.name.strip('/')}/{l}' is not a numeric array")
             arrs.append(np.asarray(ds[()], dtype=np.float64))
         lists[name] = arrs
-    return Params(**lists)
+    return Params(**lists, neuron=_read_neuron(group, n_layers))
+
+
+def _read_neuron(group: h5py.Group, n_layers: int) -> list[dict[str, np.ndarray]]:
+    """The learned neuron parameters under ``group/neuron`` (absent in files without any)."""
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(n_layers)]
+    g = group.get("neuron")
+    if g is None:
+        return out
+    where = f"{group.name.strip('/')}/neuron"
+    if not isinstance(g, h5py.Group):
+        raise ValueError(f"'{where}' is not a group")
+    for key, gl in g.items():
+        if key not in {str(l) for l in range(n_layers)} or not isinstance(gl, h5py.Group):
+            raise ValueError(f"'{where}/{key}' does not name one of the network's {n_layers} layers")
+        for name, ds in gl.items():
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiu":
+                raise ValueError(f"'{where}/{key}/{name}' is not a numeric array")
+            out[int(key)][name] = np.asarray(ds[()], dtype=np.float64)
+    return out
 
 
 # ----------------------------------------------------------------------------- save / load

@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 DATASETS = ("yinyang", "shd", "ssc", "files")
-NEURONS = ("lif",)
+NEURONS = ("lif", "adlif")
+# neuron parameters each model can learn per neuron (network.learn)
+_LEARNABLE = {"lif": ("tau_mem", "tau_syn"), "adlif": ("tau_mem", "tau_syn", "tau_w", "a", "b")}
 LOSS_NAMES = ("max", "sum", "sum_exp", "sum_gaussian", "first_spike")
 
 
@@ -103,6 +105,10 @@ class NetworkConfig:
     neuron: str = "lif"
     tau_mem: float = 20e-3
     tau_syn: float = 5e-3
+    tau_w: float = 100e-3
+    a: float = 0.5
+    b: float = 0.2
+    learn: tuple[str, ...] = ()
     v_th: float = 1.0
     v_reset: float = 0.0
     t_ref: float = 0.0
@@ -122,6 +128,11 @@ class NetworkConfig:
         _check(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
                f"network.hidden must be a list of positive layer sizes, got {list(self.hidden)!r}")
         _check(self.neuron in NEURONS, f"network.neuron must be one of {', '.join(NEURONS)}, got {self.neuron!r}")
+        object.__setattr__(self, "learn", tuple(self.learn))
+        allowed = _LEARNABLE[self.neuron]
+        for name in self.learn:
+            _check(name in allowed, f"network.learn: {name!r} is not a learnable parameter of {self.neuron} "
+                                    f"(choose from {', '.join(allowed)})")
         for name in ("weight_scale", "recurrent_scale", "readout_scale"):
             v = getattr(self, name)
             _check(math.isfinite(v) and v >= 0, f"network.{name} must be >= 0, got {v!r}")
@@ -182,6 +193,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 2e-3
     delay_lr: float | None = None
+    tau_lr: float | None = None
     beta1: float = 0.9
     beta2: float = 0.999
     warmup_epochs: float = 0.0

@@ -10,6 +10,10 @@ weights' in units of the loss) and are projected back onto [0, delay_max] after 
 stay legal. Only the arrays a layer trains are touched: delays of a delay-free layer stay zero, and
 the diagonal of a recurrent weight matrix (self-connections, zero at initialisation) stays zero.
 
+Learned neuron parameters (``Layer.learn``): time constants (seconds) step with ``tau_lr``
+(default ``lr * 1e-2``, like delays) and are kept >= ``TAU_MIN``; the adaptation coupling ``a`` and
+increment ``b`` step with ``lr``; ``a`` is kept >= ``A_MIN`` so the neuron stays stable (a > -1).
+
 Schedule (``epoch`` is fractional: step / steps-per-epoch)::
 
     lr(epoch) = base * min(1, (epoch + 1/steps) / warmup_epochs) * decay(epoch)
@@ -27,6 +31,9 @@ from exactsnn.network import Network, Params
 __all__ = ["Adam", "AdamState", "Schedule", "adam_init", "adam_step", "lr_factor"]
 
 _DECAYS = ("none", "exponential", "cosine")
+TAU_MIN = 1e-4  # s: learned time constants stay at or above 0.1 ms
+A_MIN = -0.9  # learned adaptation couplings stay clear of the instability at a = -1
+_TIME_CONSTANTS = ("tau_mem[", "tau_syn[", "tau_w[")
 
 
 @dataclass(frozen=True)
@@ -72,13 +79,14 @@ def lr_factor(schedule: Schedule, step: int, steps_per_epoch: int) -> float:
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam hyper-parameters; ``delay_lr`` (s per unit step) defaults to ``lr * 1e-2``."""
+    """Adam hyper-parameters; ``delay_lr`` and ``tau_lr`` (s per unit step) default to ``lr * 1e-2``."""
 
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
     delay_lr: float | None = None
+    tau_lr: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("lr", "eps"):
@@ -89,12 +97,18 @@ class Adam:
             v = getattr(self, name)
             if not (0 <= v < 1):
                 raise ValueError(f"Adam.{name} must be in [0, 1), got {v!r}")
-        if self.delay_lr is not None and not (np.isfinite(self.delay_lr) and self.delay_lr >= 0):
-            raise ValueError(f"Adam.delay_lr must be >= 0, got {self.delay_lr!r}")
+        for name in ("delay_lr", "tau_lr"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"Adam.{name} must be >= 0, got {v!r}")
 
     @property
     def delay_rate(self) -> float:
         return self.lr * 1e-2 if self.delay_lr is None else self.delay_lr
+
+    @property
+    def tau_rate(self) -> float:
+        return self.lr * 1e-2 if self.tau_lr is None else self.tau_lr
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,11 +160,16 @@ def adam_step(
         m = opt.beta1 * m + (1 - opt.beta1) * g
         v = opt.beta2 * state.v[name] + (1 - opt.beta2) * g * g
         is_delay = "delays" in name
-        lr = (opt.delay_rate if is_delay else opt.lr) * factor
+        is_tau = name.startswith(_TIME_CONSTANTS)
+        lr = (opt.delay_rate if is_delay else opt.tau_rate if is_tau else opt.lr) * factor
         p = p_all[name]
         p -= lr * (m / (1 - opt.beta1**k)) / (np.sqrt(v / (1 - opt.beta2**k)) + opt.eps)
         if is_delay:
             l = int(name[name.index("[") + 1 : -1])
             np.clip(p, 0.0, net.layers[l].delay_max, out=p)
+        elif is_tau:
+            np.maximum(p, TAU_MIN, out=p)
+        elif name.startswith("a["):
+            np.maximum(p, A_MIN, out=p)
         m_out[name], v_out[name] = m, v
     return new, AdamState(k, m_out, v_out)

@@ -40,7 +40,7 @@ from exactsnn.data.tasks import Task, load_task
 from exactsnn.events import SpikeBatch
 from exactsnn.grad import evaluate_batch, loss_and_grad
 from exactsnn.network import Layer, Network, Params
-from exactsnn.neurons import LI, LIF
+from exactsnn.neurons import LI, LIF, AdLIF
 from exactsnn.optim import Adam, AdamState, Schedule, adam_init, adam_step, lr_factor
 
 __all__ = [
@@ -68,15 +68,19 @@ class TrainingInterrupted(Exception):  # noqa: N818 - it is not an error: the ru
 
 # ----------------------------------------------------------------------------- building blocks
 def build_network(cfg: Config, n_inputs: int, n_classes: int) -> Network:
-    """Hidden LIF layers and an LI readout as ``cfg.network`` describes."""
+    """Hidden LIF or adLIF layers and an LI readout as ``cfg.network`` describes."""
     nc = cfg.network
-    neuron = LIF(tau_mem=nc.tau_mem, tau_syn=nc.tau_syn, v_th=nc.v_th, v_reset=nc.v_reset, t_ref=nc.t_ref)
+    if nc.neuron == "adlif":
+        neuron = AdLIF(tau_mem=nc.tau_mem, tau_w=nc.tau_w, tau_syn=nc.tau_syn, a=nc.a, b=nc.b, v_th=nc.v_th,
+                       v_reset=nc.v_reset, t_ref=nc.t_ref)
+    else:
+        neuron = LIF(tau_mem=nc.tau_mem, tau_syn=nc.tau_syn, v_th=nc.v_th, v_reset=nc.v_reset, t_ref=nc.t_ref)
     layers, n_pre = [], n_inputs
     for size in nc.hidden:
         layers.append(Layer(
             size, neuron, recurrent=nc.recurrent, delays=nc.delays, delay_max=nc.delay_max,
             weight_mean=nc.weight_mean, weight_std=nc.weight_scale / math.sqrt(n_pre),
-            recurrent_std=nc.recurrent_scale / math.sqrt(size),
+            recurrent_std=nc.recurrent_scale / math.sqrt(size), learn=nc.learn,
         ))
         n_pre = size
     if cfg.loss.name == "first_spike":
@@ -296,7 +300,7 @@ def train(
     net = build_network(cfg, task.n_inputs, task.n_classes)
     loss = build_loss(cfg)
     reg = build_regularizer(cfg)
-    opt = Adam(lr=tc.lr, beta1=tc.beta1, beta2=tc.beta2, delay_lr=tc.delay_lr)
+    opt = Adam(lr=tc.lr, beta1=tc.beta1, beta2=tc.beta2, delay_lr=tc.delay_lr, tau_lr=tc.tau_lr)
     schedule = Schedule(warmup_epochs=tc.warmup_epochs, decay=tc.decay, gamma=tc.gamma, epochs=tc.epochs,
                         min_factor=tc.min_factor)
     t_max = task.t_max
