@@ -87,7 +87,10 @@ from reference import DPS, ReferenceRunawayError
 BISECTION_WIDTH = mpf("1e-34")  # crossing times are bracketed to this width (seconds)
 MAX_REL_TOL = mpf("1e-18")  # the max of V (margins) is resolved to MAX_REL_TOL |max V - v_th| + MAX_ABS_TOL
 MAX_ABS_TOL = mpf("1e-45")
+# grid cell h: largest power of two <= min(tau_mem, tau_w, tau_syn)/H_TAU, 1/(H_OMEGA omega), 1/(H_NORM ||A||)
+H_TAU, H_OMEGA, H_NORM = 8, 4, 2
 MAX_LEVELS = 190  # deepest dyadic level of the max search (cells of h/2^190 < 1e-60 s)
+FREE_LEVELS = 24  # free(): dyadic propagators down to h/2^24, then a Taylor series
 
 __all__ = [
     "AdlifMaths",
@@ -140,6 +143,7 @@ class AdlifMaths:
             z = mpf(0)
             rows = ((-1 / tm, -1 / tm, 1 / tm), (aa / tw, -1 / tw, z), (z, z, -1 / ts))
             self.A = mpmath.matrix([list(r) for r in rows])
+            self.A_t = rows
             A2 = self.A * self.A
             A3 = A2 * self.A
             self.r1 = rows[0]  # V' = r1 . x
@@ -150,37 +154,58 @@ class AdlifMaths:
             g = (1 / tm + 1 / tw) / 2
             disc = g * g - (1 + aa) / (tm * tw)
             self.omega = mpmath.sqrt(-disc) if disc < 0 else z
-            h_max = min(tm, tw, ts) / 64
+            h_max = min(tm, tw, ts) / H_TAU
             if self.omega > 0:
-                h_max = min(h_max, 1 / (32 * self.omega))
-            h_max = min(h_max, 1 / (8 * self.norm))
+                h_max = min(h_max, 1 / (H_OMEGA * self.omega))
+            h_max = min(h_max, 1 / (H_NORM * self.norm))
             self.h = mpf(2) ** int(mpmath.floor(mpmath.log(h_max, 2)))
             assert self.h <= h_max
             self.m3_factor = c3 * mpmath.exp(self.norm * self.h)  # M3 = m3_factor * ||x(cell start)||_inf
             self.k_cross = int(mpmath.ceil(mpmath.log(self.h / BISECTION_WIDTH, 2)))
             self.widths = [self.h * mpf(2) ** (-k) for k in range(MAX_LEVELS + 2)]
         self._levels: dict[int, tuple] = {}
-        self._props: dict = {}
 
     # ------------------------------------------------------------------ propagators
     def level(self, k: int) -> tuple:
-        """expm(A h/2^k) as nested tuples (cached)."""
+        """expm(A h 2^-k) as nested tuples (cached; k < 0 gives cells longer than h)."""
         P = self._levels.get(k)
         if P is None:
-            P = self._levels[k] = _as_tuple(mpmath.expm(self.A * self.widths[k]))
+            P = self._levels[k] = _as_tuple(mpmath.expm(self.A * mpmath.ldexp(self.h, -k)))
         return P
 
     def free(self, x: Vec, s: mpf) -> Vec:
-        """State after s >= 0 seconds of free evolution: expm(A s) x."""
+        """State after s >= 0 seconds of free evolution, expm(A s) x, by the semigroup property: s is split
+        greedily into dyadic lengths h 2^-k (k >= some k0, each used at most once: the binary digits of s,
+        exact in mpf), down to k = FREE_LEVELS, each applied with the cached expm; what is left,
+        r < h 2^-FREE_LEVELS (||A r|| < 2^-(FREE_LEVELS + 1)), goes by the Taylor series of expm(A r) x, summed
+        until a term is below 2^-(prec + 20) of ||x|| (its tail is smaller still)."""
         if s == 0:
             return x
         assert s > 0
-        P = self._props.get(s)
-        if P is None:
-            if len(self._props) > 4096:
-                self._props.clear()
-            P = self._props[s] = _as_tuple(mpmath.expm(self.A * s))
-        return _mv(P, x)
+        k = -int(mpmath.floor(mpmath.log(s / self.h, 2)))
+        while mpmath.ldexp(self.h, -k) > s:
+            k += 1
+        while mpmath.ldexp(self.h, -(k - 1)) <= s:
+            k -= 1
+        rem = s
+        for kk in range(k, FREE_LEVELS + 1):
+            w = mpmath.ldexp(self.h, -kk)
+            if rem >= w:  # invariant rem < 2 w: the subtraction is exact
+                x = _mv(self.level(kk), x)
+                rem -= w
+        if rem > 0:
+            tol = mpmath.ldexp(max(abs(x[0]), abs(x[1]), abs(x[2])), -(mpmath.mp.prec + 20))
+            y, term, n = x, x, 1
+            while max(abs(term[0]), abs(term[1]), abs(term[2])) > tol:
+                term = tuple(v * rem / n for v in _mv(self.A_t, term))
+                y = (y[0] + term[0], y[1] + term[1], y[2] + term[2])
+                n += 1
+            x = y
+        return x
+
+    def free_expm(self, x: Vec, s: mpf) -> Vec:
+        """expm(A s) x with one direct ``mpmath.expm`` call (for cross-checks; :meth:`free` is faster)."""
+        return _mv(_as_tuple(mpmath.expm(self.A * s)), x)
 
     def window(self, x: Vec, s: mpf, v_reset: mpf) -> Vec:
         """State after s >= 0 seconds of refractory hold: V = v_reset, w relaxes to a v_reset, I decays."""
@@ -200,8 +225,13 @@ class AdlifMaths:
     def first_crossing(self, x0: Vec, S: mpf, v_th: mpf) -> mpf | None:
         """Smallest s in [0, S] with V(s) >= v_th on the free trajectory from x0 (upper end of a bracket of
         width <= BISECTION_WIDTH); 0 if V(0) >= v_th already; None if V < v_th on all of [0, S]."""
+        r = self.first_crossing_state(x0, S, v_th)
+        return None if r is None else r[0]
+
+    def first_crossing_state(self, x0: Vec, S: mpf, v_th: mpf) -> tuple[mpf, Vec] | None:
+        """:meth:`first_crossing` and the state x(s) there (before any reset)."""
         if x0[0] >= v_th:
-            return mpf(0)
+            return mpf(0), x0
         if S <= 0:
             return None
         P = self.level(0)
@@ -210,16 +240,17 @@ class AdlifMaths:
             q = self._pt(p.u + self.h, _mv(P, p.x))
             r = self._fc(p, q, 0, self._m3(p.x), v_th)
             if r is not None:
-                if r <= S:
-                    return r
+                if r.u <= S:
+                    return r.u, r.x
                 # the first crossing is in the bracket (r - width, r]; only [.., S] counts
-                return S if self.free(p.x, S - p.u)[0] >= v_th else None
+                xS = self.free(x0, S)
+                return (S, xS) if xS[0] >= v_th else None
             p = q
         return None
 
-    def _fc(self, p: _Pt, q: _Pt, k: int, m3: mpf, v_th: mpf) -> mpf | None:
-        """First crossing in the dyadic cell [p, q] of level k, given V(p) < v_th; None if none (then
-        V(q) < v_th). Returns non-None whenever V(q) >= v_th."""
+    def _fc(self, p: _Pt, q: _Pt, k: int, m3: mpf, v_th: mpf) -> _Pt | None:
+        """First crossing in the dyadic cell [p, q] of level k, given V(p) < v_th: the point ending the
+        first leaf with V >= v_th; None if V < v_th on [p, q]. Returns non-None whenever V(q) >= v_th."""
         w = self.widths[k]
         if q.V < v_th:
             M2 = self._m2(p, q, w, m3)
@@ -229,7 +260,7 @@ class AdlifMaths:
             if max(p.V, q.V) + M2 * w * w / 8 < v_th:
                 return None  # provably below threshold on [p, q]
         if k >= self.k_cross:
-            return q.u if q.V >= v_th else None
+            return q if q.V >= v_th else None
         m = self._pt(p.u + self.widths[k + 1], _mv(self.level(k + 1), p.x))
         r = self._fc(p, m, k + 1, m3, v_th)
         if r is not None:
@@ -255,7 +286,7 @@ class AdlifMaths:
             if q.u <= S:
                 lb = max(lb, q.V)
             else:
-                VS = self.free(p.x, S - p.u)[0]
+                VS = self.free(x0, S)[0]  # from x0 (not p): the same propagator as the state at S
                 lb = max(lb, VS)
             m3 = self._m3(p.x)
             heap.append((-self._cell_ub(p, q, 0, m3, S, VS), seq, p, q, 0, m3))
@@ -432,15 +463,16 @@ def _run_layer(layer: dict, pre: list[tuple[mpf, int]], t_max: mpf, max_spikes: 
     def next_arrival(j: int) -> mpf:
         return min((e[0] for e in heap if e[2] == j), default=t_max)
 
-    def predict(j: int) -> mpf | None:
+    def predict(j: int) -> tuple[mpf, Vec] | None:
+        """(time, state) of neuron j's first crossing before its next state change, or None."""
         if not spiking:
             return None
         fs, xf = _free_start(segments[j][-1], m, v_reset)
         horizon = min(next_arrival(j), t_max)
         if fs > horizon:
             return None
-        s = m.first_crossing(xf, horizon - fs, v_th)
-        return None if s is None else fs + s
+        r = m.first_crossing_state(xf, horizon - fs, v_th)
+        return None if r is None else (fs + r[0], r[1])
 
     def interval_margin(j: int, end: mpf) -> float:
         """|max V - v_th| over the free part of [current segment start, end]."""
@@ -455,14 +487,14 @@ def _run_layer(layer: dict, pre: list[tuple[mpf, int]], t_max: mpf, max_spikes: 
     pred = [predict(j) for j in range(n)]
     while True:
         t_arr = heap[0][0] if heap else mpf("inf")
-        live = [p for p in pred if p is not None]
+        live = [p[0] for p in pred if p is not None]
         t_c = min(live) if live else mpf("inf")
         if t_c <= t_arr and t_c <= t_max:
-            spikers = [j for j in range(n) if pred[j] is not None and pred[j] == t_c]
+            spikers = [j for j in range(n) if pred[j] is not None and pred[j][0] == t_c]
             for j in spikers:  # before any arrival this batch of spikes schedules
                 margin = min(margin, interval_margin(j, min(next_arrival(j), t_max)))
             for j in spikers:
-                V, w, I = _state_at(segments[j][-1], t_c, m, v_reset)
+                V, w, I = pred[j][1]  # the state at the crossing, from the crossing search
                 segments[j].append(_Segment(t_c, (v_reset, w + b_jump, I), t_c + t_ref))
                 spikes.append((t_c, j))
                 if R is not None:

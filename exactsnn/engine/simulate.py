@@ -26,7 +26,7 @@ import numpy as np
 from exactsnn.engine.cpu.dense import run_dense_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
-from exactsnn.engine.cpu.trace import voltage_batch
+from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons.linear import crossing_bounds, system_matrices
@@ -78,6 +78,20 @@ class Recording:
         own = self.spikes[l]
         has_rec = rec_w is not None
         n = layer.size
+        if layer.linear_kernel:
+            lin = linear_layer(layer, self.params.neuron[l])
+            out = linear_voltage_batch(
+                pre.times, pre.units, pre.offsets,
+                np.ascontiguousarray(self.params.weights[l]), np.ascontiguousarray(self.params.delays[l]),
+                own.times, own.units, own.offsets,
+                np.ascontiguousarray(rec_w) if has_rec else np.zeros((n, n)),
+                np.ascontiguousarray(rec_d) if has_rec else np.zeros((n, n)),
+                has_rec, lin.A, lin.tau_w, lin.tau_syn, lin.a, lin.b, neuron.v_reset, neuron.t_ref,
+                self.t_max, tq[order],
+            )
+            result = np.empty_like(out)
+            result[:, :, order] = out
+            return result
         out = voltage_batch(
             pre.times, pre.units, pre.offsets,
             np.ascontiguousarray(self.params.weights[l]), np.ascontiguousarray(self.params.delays[l]),

@@ -13,14 +13,15 @@ import numpy as np
 from numba import njit, prange
 
 from exactsnn.neurons.lif import lif_advance
+from exactsnn.neurons.linear import advance
 
 
 @njit(cache=True)
-def _neuron_trace(
-    j: int, tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray,
-    ts: np.ndarray, us: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool, spiking: bool,
-    tau_mem: float, tau_syn: float, v_reset: float, t_ref: float, t_max: float, tq: np.ndarray, out: np.ndarray,
-) -> None:
+def _arrivals(
+    j: int, tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, ts: np.ndarray, us: np.ndarray,
+    R: np.ndarray, E: np.ndarray, has_rec: bool, t_max: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times and weights of every arrival at neuron j up to t_max, in time order (ties keep input order)."""
     n_ff = tin.size
     n_rec = ts.size if has_rec else 0
     at = np.empty(n_ff + n_rec)
@@ -39,6 +40,83 @@ def _neuron_trace(
             aw[k] = R[j, us[e]]
             k += 1
     order = np.argsort(at[:k], kind="mergesort")
+    return at[:k][order], aw[:k][order]
+
+
+@njit(cache=True)
+def _linear_neuron_trace(
+    j: int, tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray,
+    ts: np.ndarray, us: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
+    A: np.ndarray, tau_w: float, tau_syn: float, a: float, b: float, v_reset: float, t_ref: float, t_max: float,
+    tq: np.ndarray, out: np.ndarray,
+) -> None:
+    """:func:`_neuron_trace` for a linear 3-state neuron (adLIF): state (V, w, I), reset V = v_reset, w += b."""
+    at, aw = _arrivals(j, tin, uin, W, D, ts, us, R, E, has_rec, t_max)
+    k = at.size
+    own = ts[us == j]
+    x = np.zeros(3)
+    Phi = np.empty((3, 3))
+    s1 = np.empty((3, 3))
+    s2 = np.empty((3, 3))
+    xq = np.empty(3)
+    t = 0.0
+    ref_end = -np.inf
+    pa = 0
+    po = 0
+    for q in range(tq.size):
+        tqq = tq[q]
+        while True:
+            t_a = at[pa] if pa < k else np.inf
+            t_o = own[po] if po < own.size else np.inf
+            if t_a <= tqq and t_a <= t_o:
+                advance(x, t, t_a, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+                t = t_a
+                x[2] += aw[pa]
+                pa += 1
+            elif t_o <= tqq:
+                advance(x, t, t_o, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+                t = t_o
+                x[0] = v_reset
+                x[1] += b
+                ref_end = t_o + t_ref if t_ref > 0.0 else -np.inf
+                po += 1
+            else:
+                break
+        xq[:] = x
+        advance(xq, t, tqq, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+        out[q] = xq[0]
+
+
+@njit(parallel=True, cache=True)
+def linear_voltage_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray,
+    s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, R: np.ndarray, E: np.ndarray,
+    has_rec: bool, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray,
+    v_reset: float, t_ref: float, t_max: float, tq: np.ndarray,
+) -> np.ndarray:
+    """:func:`voltage_batch` for a layer of linear neurons with per-neuron A (n, 3, 3), tau_w, tau_syn, a, b."""
+    B = offsets.size - 1
+    n = W.shape[0]
+    out = np.empty((B, n, tq.size))
+    for b in prange(B):
+        lo, hi = offsets[b], offsets[b + 1]
+        slo, shi = s_offsets[b], s_offsets[b + 1]
+        for j in range(n):
+            _linear_neuron_trace(
+                j, times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec,
+                A[j], tau_w[j], tau_syn[j], av[j], bv[j], v_reset, t_ref, t_max, tq, out[b, j],
+            )
+    return out
+
+
+@njit(cache=True)
+def _neuron_trace(
+    j: int, tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray,
+    ts: np.ndarray, us: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool, spiking: bool,
+    tau_mem: float, tau_syn: float, v_reset: float, t_ref: float, t_max: float, tq: np.ndarray, out: np.ndarray,
+) -> None:
+    at, aw = _arrivals(j, tin, uin, W, D, ts, us, R, E, has_rec, t_max)
+    k = at.size
     # own spike times
     n_own = 0
     if spiking:
@@ -62,12 +140,12 @@ def _neuron_trace(
         tqq = tq[q]
         # every arrival and reset at or before the query, in time order (arrivals first on ties)
         while True:
-            t_a = at[order[pa]] if pa < k else np.inf
+            t_a = at[pa] if pa < k else np.inf
             t_o = own[po] if po < n_own else np.inf
             if t_a <= tqq and t_a <= t_o:
                 V, I, _ = lif_advance(V, I, t, t_a, ref_end, tau_mem, tau_syn, v_reset)
                 t = t_a
-                I += aw[order[pa]]
+                I += aw[pa]
                 pa += 1
             elif t_o <= tqq:
                 V, I, _ = lif_advance(V, I, t, t_o, ref_end, tau_mem, tau_syn, v_reset)
