@@ -22,15 +22,21 @@ Free evolution: dx/dt = A x with
 
     A = [[-1/tau_mem, -1/tau_mem, 1/tau_mem], [a/tau_w, -1/tau_w, 0], [0, 0, -1/tau_syn]],
 
-so x(t0 + s) = expm(A s) x(t0), computed with ``mpmath.expm`` (Taylor series with scaling and squaring
-at extra working precision). This covers real, complex (damped oscillation, a > (tau_w - tau_mem)^2 /
-(4 tau_mem tau_w)) and coincident eigenvalues alike, with no case analysis.
+so x(t0 + s) = expm(A s) x(t0). Every propagator comes from ``mpmath.expm`` (Taylor series with scaling
+and squaring at extra working precision) on an mpmath matrix: this covers real, complex (damped
+oscillation, a > (tau_w - tau_mem)^2 / (4 tau_mem tau_w)) and coincident eigenvalues alike, with no case
+analysis. For speed, expm(A h 2^-k) is computed once per layer parameters and dyadic level k (h: the grid
+cell below), and an arbitrary s is applied by the semigroup property, expm(A s) = prod over the binary
+digits of s/h of expm(A h 2^-k) (exact: the digits of an mpf are finite), down to h/2^24, times the
+Taylor series of expm(A r) for the rest r < h/2^24 (||A r|| < 2^-25), summed to 2^-(prec+20) relative.
+``AdlifMaths.free_expm`` (one direct expm call) is kept for cross-checks (tests/test_reference_adlif.py
+checks agreement to 1e-44).
 
 Crossing search (first crossing of a free interval, cannot miss a grazing spike). The free interval
-is cut into grid cells of a fixed per-layer length h (a power of two, h <= min(tau_mem, tau_w,
-tau_syn)/64, <= 1/(32 omega) with omega the largest |Im| of the eigenvalues of A, and <= 1/(8 ||A||)),
-and cells are cut dyadically (h/2^k, propagators expm(A h/2^k) cached per level); every point's state
-is the previous point's state times an exact-to-DPS-digits propagator. The decision on a (sub)cell
+is cut into grid cells of a fixed per-layer length h (the largest power of two <= min(tau_mem, tau_w,
+tau_syn)/8, 1/(4 omega) with omega the largest |Im| of the eigenvalues of A, and 1/(2 ||A||_inf)),
+and cells are halved dyadically (widths h/2^k, propagators expm(A h/2^k) cached per level); every point's
+state is its cell's left end state times an exact-to-DPS-digits propagator. The decision on a (sub)cell
 [p, q] of width w is made from *rigorous bounds*, not from the cell size:
 
 * M3: |V'''(s)| = |e_V^T A^3 expm(A s) x(p_cell)| <= ||e_V^T A^3||_1 exp(||A|| h) ||x(p_cell)|| for s in
@@ -46,8 +52,10 @@ A (sub)cell is discarded only when V(q) < v_th and its upper bound is < v_th, i.
 stays below threshold on it; otherwise it is halved, left half first. Depth-first, left first, this
 returns the upper end of the first leaf (width <= BISECTION_WIDTH = 1e-34 s) whose right end has
 V >= v_th, after every earlier piece was proven below threshold: the first crossing, to 1e-34 s. This
-argument holds for any h and any parameters (h only sets the cost: with the choice above the bounds
-are tight and only cells within ~1e-3 of threshold are cut). Oscillating V with several up- and
+argument holds for any h and any parameters (h only sets the cost: with the choice above, M2 h^2/8 is a
+few percent of ||x||, so only cells where V comes that close to threshold, or holds a maximum of V near
+it, are cut further; the cuts shrink quadratically). Unlike a test on V' sign changes it needs no
+assumption on the number of extrema per cell. Oscillating V with several up- and
 down-crossings in one interval, grazing peaks strictly inside a cell, and coincident eigenvalues are
 all covered by the same bound. What is not rigorous, honestly: the bounds are evaluated in DPS-digit
 arithmetic (a peak exceeding v_th by less than ~1e-45, or staying above it for less than 1e-34 s,

@@ -143,7 +143,7 @@ def test_adlif_eventprop_matches_finite_differences(loss_name, case):
     assert report.ok(TOL), explain(report, case, loss_name)
 
 
-@settings(max_examples=GRAD_EXAMPLES)
+@settings(max_examples=max(GRAD_EXAMPLES // 2, 5))
 @given(case=cases(model="adlif"))
 def test_adlif_first_spike_output_matches_finite_differences(case):
     net, params, batch, labels, t_max = build(case, spiking_output=True)

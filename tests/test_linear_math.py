@@ -305,7 +305,9 @@ def brute_first_crossing(A, x0, H, v_th):
 
     above = np.flatnonzero(V >= v_th)
     k_end = above[0] if above.size else len(V) - 1
-    peaks = np.flatnonzero((V[1:-1] >= V[:-2]) & (V[1:-1] >= V[2:])) + 1
+    # grid local maxima that could hide an excursion above v_th (between grid points V exceeds its grid
+    # values by at most max|V''| GRID^2 / 8 < 1e-6 here); farther ones have a margin > 1e-9 anyway
+    peaks = np.flatnonzero((V[1:-1] > V[:-2]) & (V[1:-1] >= V[2:]) & (V[1:-1] >= v_th - 1e-4)) + 1
     margin = math.inf
     for k in peaks[peaks <= k_end]:
         lo, hi = t[k - 1], t[k + 1]
@@ -334,7 +336,10 @@ def test_brute_force_oracle_sanity():
 
     assert margin == math.inf  # no local maximum before the crossing
     assert s_ref == pytest.approx(so.brentq(v, 0.0, 0.009, xtol=1e-17, rtol=4 * EPS), abs=1e-15)
-    assert brute_first_crossing(A, x0, 0.05, 1.3) == (-1.0, pytest.approx(1.3 - 1.2599, abs=1e-3))
+    ref, margin = brute_first_crossing(A, x0, 0.05, 1.3)  # the peak is 2^(1/3) = 1.2599...
+    assert ref == -1.0 and margin > 1e-3
+    ref, margin = brute_first_crossing(A, x0, 0.05, 2 ** (1 / 3) + 1e-10)  # just above the peak
+    assert ref == -1.0 and 5e-11 < margin < 2e-10
 
 
 # ----------------------------------------------------------------------------- first_crossing property
@@ -342,19 +347,28 @@ def test_brute_force_oracle_sanity():
 def crossing_cases(draw):
     a = draw(st.floats(5.0, 60.0))
     tau_syn = draw(st.sampled_from([2e-3, 5e-3, 20e-3, 100e-3]))
-    v_th = draw(st.floats(0.3, 2.0))
-    V0 = draw(st.floats(-1.0, 0.999)) * v_th
+    V0 = draw(st.floats(-1.0, 1.0))
     w0 = draw(st.floats(-3.0, 3.0))
     I0 = draw(st.floats(-5.0, 20.0))
     H = draw(st.floats(1e-3, 0.2))
+    level = 10.0 ** draw(st.floats(-2.5, 0.08))  # v_th = V0 + level * (max V - V0): mostly crossed
     t0 = draw(st.sampled_from([0.0, 0.37, 1.0]))
-    return a, tau_syn, v_th, np.array([V0, w0, I0]), H, t0
+    return a, tau_syn, np.array([V0, w0, I0]), H, level, t0
+
+
+def threshold_for(A, x0, H, level):
+    """A threshold at the given fraction of V's rise over [0, H] (0.5 above V0 when V does not rise)."""
+    _, V = _grid_voltage(A, x0, H)
+    rise = float(V.max() - x0[0])
+    return float(x0[0] + level * rise) if rise > 1e-3 else float(x0[0] + 0.5), V
 
 
 @given(crossing_cases())
 def test_first_crossing_is_the_first_one(case):
-    a, tau_syn, v_th, x0, H, t0 = case
+    a, tau_syn, x0, H, level, t0 = case
     A, P, beta, alpha = neuron(TAU_MEM, TAU_W, tau_syn, a)
+    v_th, _ = threshold_for(A, x0, H, level)
+    assume(v_th > 0.05)
     ref, margin = brute_first_crossing(A, x0, H, v_th)
     assume(margin >= 1e-9)
     got = _first_crossing(x0, H, A, P, beta, alpha, v_th, t0)
@@ -365,26 +379,26 @@ def test_first_crossing_is_the_first_one(case):
         assert screen, "may_cross_before ruled out a real crossing"
         assert abs(got - ref) <= 1e-12, f"got {got!r}, brute force {ref!r}"
     # next_spike (no refractory window) is the same search on absolute times
-    ns = _next_spike(x0, t0, t0 + H, -math.inf, A, P, beta, alpha, TAU_W, tau_syn, a, v_th, 0.0)
+    ns = _next_spike(x0, t0, t0 + H, -math.inf, A, P, beta, alpha, TAU_W, tau_syn, a, v_th, -1.0)
     if ref < 0:
         assert ns == -1.0
     else:
         assert abs(ns - (t0 + ref)) <= 1e-12 + 4 * EPS * t0
 
 
-def test_oscillatory_regime_crosses_several_times():
-    """The parameter range of the property test (tau_mem 20 ms, tau_w 100 ms, a in [5, 60]) gives
-    trajectories that cross a threshold several times between two inputs."""
+def test_property_strategy_crosses_several_times():
+    """The property test's distribution (tau_mem 20 ms, tau_w 100 ms, a in [5, 60], thresholds placed
+    within V's range) often has V cross v_th several times on [0, H]: the first-crossing claim is tested
+    where it matters."""
     rng = np.random.default_rng(3)
     several = 0
-    for _ in range(30):
+    for _ in range(40):
         a = rng.uniform(5, 60)
-        A, *_ = neuron(TAU_MEM, TAU_W, 20e-3, a)
-        x0 = np.array([0.0, rng.uniform(-3, 3), rng.uniform(5, 20)])
-        t, V = _grid_voltage(A, x0, 0.2)
-        v_th = 0.5 * V.max()
+        A, *_ = neuron(TAU_MEM, TAU_W, rng.choice([2e-3, 5e-3, 20e-3, 100e-3]), a)
+        x0 = np.array([rng.uniform(-1, 1), rng.uniform(-3, 3), rng.uniform(-5, 20)])
+        v_th, V = threshold_for(A, x0, 0.2, 10 ** rng.uniform(-2.5, 0.08))
         several += np.count_nonzero(np.diff((V >= v_th).astype(int)) == 1) >= 2
-    assert several >= 10
+    assert several >= 6
 
 
 def _refine_peak(A, x0, lo, hi):

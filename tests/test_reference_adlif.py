@@ -3,12 +3,12 @@
 * a = b = 0: it agrees with the LIF oracle tests/reference.py (spike times within 1e-25, margins, voltages);
 * its propagator (cached dyadic expm + Taylor tail) agrees with one direct ``mpmath.expm`` call;
 * an oscillating neuron (complex eigenvalues) whose free trajectory crosses threshold several times:
-  the first crossing is reported, as found by a dense 1e-6 s scan plus mpmath bisection; a grazing
+  the first crossing is reported, as found by a dense 1e-6 s scan plus mpmath refinement; a grazing
   peak 1e-9 above threshold, narrower than the scan step and strictly inside one of the oracle's grid
   cells, is found (and 1e-9 below threshold it is not), with the margin reporting the 1e-9;
 * after a spike V = v_reset and w has jumped by b; during t_ref V is held and w relaxes to a v_reset;
 * single adLIF neurons (oscillating, real, nearly coincident eigenvalues; b, t_ref, v_reset != 0)
-  against an independent brute-force event simulator (dense float64 scan + mpmath bisection).
+  against an independent brute-force event simulator (dense float64 scan + Newton refinement in mpmath).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class _Scanner:
 
     def first_crossing(self, x0, t0, t1, v_th):
         """First t in [t0, t1] with V >= v_th on the free trajectory from x0 (mp column) at t0: the first
-        dt-step whose end is >= v_th in float64, then 120 mpmath bisections with direct expm; None if none."""
+        dt-step whose end is >= v_th, then safeguarded Newton in that step (bisection whenever a Newton
+        step leaves the bracket), one direct mpmath.expm per iterate; None if none."""
         n = int((t1 - t0) / self.dt) + 1
         V = self.rows[: n + 1] @ np.array([float(v) for v in x0])
         hit = np.nonzero(V >= float(v_th))[0]
@@ -71,13 +72,17 @@ class _Scanner:
             return None
         # Newton from the step end (V' > 0 there unless the crossing is ambiguous), kept inside [lo, hi]
         t = hi
-        for _ in range(60):
+        for _ in range(200):
             x = _prop_mp(self.A, x0, t - t0)
             f, d = x[0] - v_th, (self.A * x)[0]
+            if f >= 0:
+                hi = t
+            else:
+                lo = t
             t_new = t - f / d if d > 0 else (lo + hi) / 2
             if not lo <= t_new <= hi:
                 t_new = (lo + hi) / 2
-            if abs(t_new - t) < mpf("1e-45"):
+            if abs(t_new - t) < mpf("1e-45") or hi - lo < mpf("1e-45"):
                 return t_new
             t = t_new
         raise AssertionError("no convergence")
