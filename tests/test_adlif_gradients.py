@@ -173,7 +173,7 @@ def test_fixed_cases_are_mostly_checked():
     for i, case in enumerate(FIXED):
         net, params, batch, labels, t_max = build(case)
         rec = es.simulate(net, params, batch, t_max)
-        assert all(s.n_events >= 2 * s_layer.size for s, s_layer in zip(rec.spikes[:-1], net.layers[:-1])), i
+        assert all(s.n_events >= 2 * s_layer.size for s, s_layer in zip(rec.spikes[:-1], net.layers[:-1], strict=True)), i
         report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=3,
                            groups=all_groups(params, net), seed=i)
         assert report.ok(TOL), explain(report, case, "SumExp")

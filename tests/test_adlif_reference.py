@@ -133,7 +133,7 @@ def run_reference(case: Case, max_spikes: int = 150, in_hypothesis: bool = True)
 def assert_match(case: Case, ref) -> es.Recording:
     net, params, batch = to_exactsnn(case)
     rec = es.simulate(net, params, batch, case.t_max)
-    for l, ly in enumerate(case.layers):
+    for l in range(len(case.layers)):
         for b in range(len(case.inputs)):
             t_pkg, u_pkg = rec.spikes[l].sample(b)
             t_ref, u_ref = (np.asarray(x) for x in ref.spikes[l][b])
@@ -153,7 +153,7 @@ def test_adlif_forward_matches_reference(case: Case) -> None:
     rec = assert_match(case, ref)
     # voltages at random times away from spikes (right-continuity makes a spike instant ambiguous in floats)
     rng = np.random.default_rng(0)
-    for l, ly in enumerate(case.layers):
+    for l in range(len(case.layers)):
         tq = np.sort(rng.uniform(0, case.t_max, 5))
         got = rec.voltage(l, tq)
         for b in range(len(case.inputs)):
