@@ -173,7 +173,8 @@ def test_fixed_cases_are_mostly_checked():
     for i, case in enumerate(FIXED):
         net, params, batch, labels, t_max = build(case)
         rec = es.simulate(net, params, batch, t_max)
-        assert all(s.n_events >= 2 * s_layer.size for s, s_layer in zip(rec.spikes[:-1], net.layers[:-1], strict=True)), i
+        hidden = zip(rec.spikes[:-1], net.layers[:-1], strict=True)
+        assert all(s.n_events >= 2 * layer.size for s, layer in hidden), i
         report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=3,
                            groups=all_groups(params, net), seed=i)
         assert report.ok(TOL), explain(report, case, "SumExp")
