@@ -250,21 +250,24 @@ def _linear_layer_backward(
     n, n_pre = layer.size, net.fan_in(l)
     pre, own = rec.layer_input(l), rec.spikes[l]
     lin = linear_layer(layer, params.neuron[l])
-    bW, bD = np.zeros((n_threads, n, n_pre)), np.zeros((n_threads, n, n_pre))
+    bW, bD = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n_pre, n))
     bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
     bP = np.zeros((n_threads, n, 5))
     up = np.zeros(pre.n_events)
     want = any(name != "b" for name in layer.learn)
+    # [pre, post] layouts: the arrivals of one presynaptic spike walk along a contiguous row
     linear_backward_batch(
-        pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l]),
-        np.ascontiguousarray(params.delays[l]), np.ascontiguousarray(R), np.ascontiguousarray(E), layer.recurrent,
-        own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem, lin.tau_w, lin.tau_syn,
-        lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want, bW, bD, bR, bE, bP, up,
+        pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
+        np.ascontiguousarray(params.delays[l].T), np.ascontiguousarray(R.T), np.ascontiguousarray(E.T),
+        layer.recurrent, layer.delays, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A,
+        lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, lin.uniform, nrn.v_th, nrn.v_reset, nrn.t_ref,
+        rec.t_max, want, bW, bD, bR, bE, bP, up,
     )
     gP = bP.sum(axis=0)
     cols = {"tau_mem": G_TAU_MEM, "tau_w": G_TAU_W, "tau_syn": G_TAU_SYN, "a": G_A, "b": G_B}
     learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
-    return bW.sum(axis=0), bD.sum(axis=0), bR.sum(axis=0), bE.sum(axis=0), learned, up
+    return (bW.sum(axis=0).T.copy(), bD.sum(axis=0).T.copy(), bR.sum(axis=0).T.copy(), bE.sum(axis=0).T.copy(),
+            learned, up)
 
 
 def loss_and_grad(

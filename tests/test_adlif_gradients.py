@@ -240,7 +240,7 @@ def test_checker_catches_a_backward_that_ignores_spike_triggered_adaptation(monk
 
     def no_w_term(*args):
         args = list(args)
-        args[17] = args[17] * 0.0  # b per neuron
+        args[18] = args[18] * 0.0  # b per neuron
         return real(*args)
 
     monkeypatch.setattr(grad_module, "linear_backward_batch", no_w_term)

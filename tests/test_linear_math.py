@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import numba
 import numpy as np
 import pytest
 import scipy.integrate as si
 import scipy.linalg as sl
 import scipy.optimize as so
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from exactsnn.neurons.linear import (
@@ -283,15 +284,20 @@ def _grid_voltage(A, x0, H):
         c = min(m, BLOCK - m)
         steps[m : m + c] = steps[:c] @ (steps[m - 1] @ Q)
         m += c
-    starts = sl.expm(A[None] * (np.arange(J) * (BLOCK * GRID))[:, None, None]) @ x0
+    starts = np.empty((J, 3))
+    starts[0] = x0
+    big = sl.expm(A * (BLOCK * GRID))
+    for j in range(1, J):  # J <= 201 products: relative drift ~ J eps, far below the 1e-9 ambiguity margin
+        starts[j] = big @ starts[j - 1]
     V = np.einsum("kj,Jj->Jk", steps[:, 0, :], starts).reshape(-1)[: K + 1]
     return np.arange(K + 1) * GRID, V
 
 
 def brute_first_crossing(A, x0, H, v_th):
     """(first s in [0, H] with V(s) >= v_th, or -1; margin). The margin is the smallest distance to v_th
-    of V's local maxima before the crossing (or on [0, H] and at H when there is none): an example whose
-    margin is below 1e-9 is ambiguous for a 1 us grid."""
+    of V's local maxima before the crossing and of the crossing excursion's grid maximum (or of the local
+    maxima on [0, H] and V(H) when there is no crossing): an example whose margin is below 1e-9 is
+    ambiguous for a 1 us grid."""
     if x0[0] >= v_th:
         return 0.0, math.inf
     t, V = _grid_voltage(A, x0, H)
@@ -317,11 +323,37 @@ def brute_first_crossing(A, x0, H, v_th):
         margin = min(margin, abs(peak - v_th))
         if peak >= v_th:  # an excursion above v_th between grid points (or at the grid point k)
             t_pk = r.x if -r.fun >= v_th else t[k]
-            return so.brentq(f, lo, t_pk, xtol=1e-17, rtol=4 * EPS), margin
+            return _exact_root(A, x0, v_th, so.brentq(f, lo, t_pk, xtol=1e-17, rtol=4 * EPS)), margin
     if above.size:
         k = above[0]
-        return so.brentq(f, t[k - 1], t[k], xtol=1e-17, rtol=4 * EPS), margin
+        seg = V[k:]
+        below = np.flatnonzero(seg < v_th)
+        margin = min(margin, float(seg[: below[0] if below.size else seg.size].max() - v_th))  # the excursion
+        if margin < 1e-9:
+            return float(t[k]), margin  # ambiguous (e.g. V reaches v_th only at H): the caller skips it
+        return _exact_root(A, x0, v_th, so.brentq(f, t[k - 1], t[k], xtol=1e-17, rtol=4 * EPS)), margin
     return -1.0, min(margin, v_th - V[-1])
+
+
+def _exact_root(A, x0, v_th, s):
+    """Polish a double-precision root s of V = v_th in 40-digit arithmetic (mpmath.expm): the scipy
+    propagator's ~1e-15 relative error moves a root by 1e-15 |x| / V', up to ~1e-12 s near grazing."""
+    with mp.workdps(40):
+        Am, xm = mp.matrix(A.tolist()), mp.matrix(x0.tolist())
+
+        def g(u):
+            return (mp.expm(Am * u) * xm)[0] - v_th
+
+        lo, hi = mp.mpf(s) - mp.mpf("1e-10"), mp.mpf(s) + mp.mpf("1e-10")
+        if not (g(lo) < 0 <= g(hi)):
+            return s  # not bracketed (V' tiny): keep the double root
+        for _ in range(80):  # bisection to ~1e-34 s
+            mid = (lo + hi) / 2
+            if g(mid) >= 0:
+                hi = mid
+            else:
+                lo = mid
+        return float(hi)
 
 
 def test_brute_force_oracle_sanity():
@@ -363,6 +395,7 @@ def threshold_for(A, x0, H, level):
     return float(x0[0] + level * rise) if rise > 1e-3 else float(x0[0] + 0.5), V
 
 
+@settings(max_examples=min(settings.default.max_examples, 40))
 @given(crossing_cases())
 def test_first_crossing_is_the_first_one(case):
     a, tau_syn, x0, H, level, t0 = case
@@ -521,7 +554,8 @@ def test_advance_across_a_window_end():
     window_advance(xe, ref_end - t0, tau_w, tau_syn, a, v_reset)
     assert i_end == xe[2]
     ref = sl.expm(A * (t1 - ref_end)) @ xe
-    np.testing.assert_allclose(x, ref, rtol=1e-13, atol=1e-15)
+    tol = expm_tol(A, t1 - ref_end) * np.abs(xe).sum()
+    assert np.abs(x - ref).max() <= tol, np.abs(x - ref).max()
     # entirely inside the window: no window end reported, V stays clamped
     x = x0.copy()
     assert math.isnan(_advance(x, t0, 0.011, ref_end, A, tau_w, tau_syn, a, v_reset))
@@ -529,13 +563,13 @@ def test_advance_across_a_window_end():
     # no window at all: plain propagation
     x = x0.copy()
     assert math.isnan(_advance(x, t0, t1, -math.inf, A, tau_w, tau_syn, a, v_reset))
-    np.testing.assert_allclose(x, sl.expm(A * (t1 - t0)) @ x0, rtol=1e-13, atol=1e-15)
+    assert np.abs(x - sl.expm(A * (t1 - t0)) @ x0).max() <= expm_tol(A, t1 - t0) * np.abs(x0).sum()
 
 
 def test_next_spike_waits_for_the_window_end():
     tau_w, tau_syn, a, v_reset, v_th = 0.1, 5e-3, 20.0, 0.1, 1.0
     A, P, beta, alpha = neuron(TAU_MEM, tau_w, tau_syn, a)
-    x = np.array([v_reset, 0.5, 12.0])  # strong current: would cross at once if V were free
+    x = np.array([v_reset, 0.5, 30.0])  # strong current: would cross at once if V were free
     t0, ref_end = 0.02, 0.023
     free = _next_spike(x, t0, 0.1, -math.inf, A, P, beta, alpha, tau_w, tau_syn, a, v_th, v_reset)
     assert t0 < free < ref_end

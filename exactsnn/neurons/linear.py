@@ -51,7 +51,7 @@ from numba.extending import register_jitable
 
 __all__ = [
     "system_matrices", "crossing_bounds", "expm_into", "propagate", "advance", "first_crossing",
-    "next_spike", "window_advance",
+    "next_spike", "window_advance", "lam_x_integral",
 ]
 
 EPS = 2.220446049250313e-16
@@ -357,3 +357,77 @@ def next_spike(
     if s < 0.0:
         return -1.0
     return t0 + s
+
+
+@register_jitable
+def lam_x_integral(
+    A: np.ndarray, lam: np.ndarray, x0: np.ndarray, D: float, Q: np.ndarray, E: np.ndarray, S: np.ndarray,
+    T1: np.ndarray, v: np.ndarray, v2: np.ndarray,
+) -> None:
+    """Q = int_0^D lam(t) x(t)^T dt with x(t) = expm(A t) x0 and lam(t) = expm(A^T (D - t)) lam (the end value).
+
+    This is the upper-right block of the Van Loan exponential expm([[A^T, C], [0, A^T]] D), C = lam x0^T,
+    evaluated with its structure: with F = A^T the block's powers are [[F^k, S_k], [0, F^k]],
+    S_{k+1} = F S_k + C F^k, and C F^k = lam (A^k x0)^T is an outer product, so a Taylor term costs one
+    3x3 product. Scaling and squaring as in :func:`expm_into`: Q(2h) = E Q(h) + Q(h) E, E = expm(A^T h).
+    E, S, T1: 3x3 scratch; v, v2: 3-vector scratch.
+    """
+    nrm = 0.0
+    for i in range(3):
+        r = 0.0
+        for j in range(3):
+            r += abs(A[i, j])
+        nrm = max(nrm, r)
+    nrm *= D
+    h = D
+    sq = 0
+    while nrm > 0.5:
+        nrm *= 0.5
+        h *= 0.5
+        sq += 1
+    # k = 1 term: S_1 = C, coefficient h
+    for i in range(3):
+        v[i] = x0[i]  # A^k x0 at k = 0
+    for i in range(3):
+        for j in range(3):
+            S[i, j] = lam[i] * v[j]
+            Q[i, j] = h * S[i, j]
+    coef = h
+    tol = 1e-17 * h * (abs(lam[0]) + abs(lam[1]) + abs(lam[2])) * (abs(x0[0]) + abs(x0[1]) + abs(x0[2]))
+    for k in range(1, 30):
+        for i in range(3):
+            v2[i] = A[i, 0] * v[0] + A[i, 1] * v[1] + A[i, 2] * v[2]
+        for i in range(3):
+            v[i] = v2[i]  # A^k x0
+        coef *= h / (k + 1)  # h^(k+1) / (k+1)!
+        for i in range(3):
+            for j in range(3):
+                T1[i, j] = A[0, i] * S[0, j] + A[1, i] * S[1, j] + A[2, i] * S[2, j] + lam[i] * v[j]
+        big = 0.0
+        for i in range(3):
+            for j in range(3):
+                S[i, j] = T1[i, j]
+                Q[i, j] += coef * T1[i, j]
+                big = max(big, abs(coef * T1[i, j]))
+        if big <= tol:
+            break
+    # E = expm(A^T h)
+    expm_into(A, h, S, T1, E)  # S = expm(A h) (T1, E scratch)
+    for i in range(3):
+        for j in range(3):
+            E[i, j] = S[j, i]
+    for _ in range(sq):
+        # Q <- E Q + Q E ; E <- E E
+        for i in range(3):
+            for j in range(3):
+                T1[i, j] = (E[i, 0] * Q[0, j] + E[i, 1] * Q[1, j] + E[i, 2] * Q[2, j]
+                            + Q[i, 0] * E[0, j] + Q[i, 1] * E[1, j] + Q[i, 2] * E[2, j])
+        for i in range(3):
+            for j in range(3):
+                Q[i, j] = T1[i, j]
+        for i in range(3):
+            for j in range(3):
+                T1[i, j] = E[i, 0] * E[0, j] + E[i, 1] * E[1, j] + E[i, 2] * E[2, j]
+        for i in range(3):
+            for j in range(3):
+                E[i, j] = T1[i, j]

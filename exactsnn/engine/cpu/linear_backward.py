@@ -10,7 +10,10 @@ forward replay with the known spike times (no crossing search) stores each neuro
 before each of its events; (3) the events are replayed in reverse with lazy per-neuron adjoints
 lam = (lam_V, lam_w, lam_I) = dL/dx, each brought back over the stretch since the neuron's previous
 (later) event by expm(A D)^T, with the stretch's parameter integral Q = int lam x^T dt taken from
-one 6x6 Van Loan exponential when neuron parameters are learned. Memory: 3 floats per event.
+one structured Van Loan exponential (:func:`exactsnn.neurons.linear.lam_x_integral`) when neuron
+parameters are learned. When the neurons share their parameters the propagator of the last stretch
+length is cached (in a layer without delays the stretches of all neurons between two inputs are
+equal). Memory: 3 floats per event.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from exactsnn.neurons.linear import advance, expm_into
+from exactsnn.engine.cpu.linear import _bring
+from exactsnn.neurons.linear import expm_into, lam_x_integral
 
 _SPIKE = 0
 _REF = 1
@@ -32,34 +36,52 @@ G_TAU_MEM, G_TAU_W, G_TAU_SYN, G_A, G_B = 0, 1, 2, 3, 4
 
 
 @njit(cache=True)
-def _van_loan(A: np.ndarray, lam: np.ndarray, x0: np.ndarray, D: float, M: np.ndarray, out: np.ndarray,
-              t1: np.ndarray, t2: np.ndarray, Q: np.ndarray) -> None:
-    """Q = int_0^D lam(t) x(t)^T dt for x(t) = expm(A t) x0, lam(t) = expm(A (D - t))^T lam (end value)."""
-    for i in range(6):
-        for j in range(6):
-            M[i, j] = 0.0
-    for i in range(3):
-        for j in range(3):
-            M[i, j] = A[j, i]
-            M[3 + i, 3 + j] = A[j, i]
-            M[i, 3 + j] = lam[i] * x0[j]
-    expm_into(M, D, out, t1, t2)
-    for i in range(3):
-        for j in range(3):
-            Q[i, j] = out[i, 3 + j]
+def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delays: bool) -> np.ndarray:
+    """Indices of the events in forward order: by time, ties by position (spikes, window ends, feedforward,
+    recurrent as listed). The events are listed as [spikes and window ends | feedforward | recurrent].
+
+    Without delays the feedforward block is already in time order (inputs are sorted), so only the other
+    events are sorted and merged in: O(m) instead of a sort of every (input, neuron) arrival.
+    """
+    m = et.size
+    if delays:
+        return np.argsort(et, kind="mergesort")
+    n_other = m - m_ff
+    other = np.empty(n_other, np.int64)
+    for q in range(n_head):
+        other[q] = q
+    for q in range(n_head + m_ff, m):
+        other[q - m_ff] = q
+    other = other[np.argsort(et[other], kind="mergesort")]
+    order = np.empty(m, np.int64)
+    a = 0
+    f = n_head
+    f_end = n_head + m_ff
+    for q in range(m):
+        if a < n_other and (f >= f_end or et[other[a]] < et[f] or (et[other[a]] == et[f] and ek[other[a]] < _FF)):
+            order[q] = other[a]
+            a += 1
+        else:
+            order[q] = f
+            f += 1
+    return order
 
 
 @njit(cache=True)
 def linear_backward_sample(
-    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
-    ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray,
-    tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float,
-    want_params: bool, gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray,
-    up: np.ndarray,
+    tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Rt: np.ndarray, Et: np.ndarray, has_rec: bool,
+    delays: bool, ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray,
+    tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float,
+    t_ref: float, T: float, want_params: bool, gWt: np.ndarray, gDt: np.ndarray, gRt: np.ndarray, gEt: np.ndarray,
+    gP: np.ndarray, up: np.ndarray,
 ) -> None:
-    """Reverse replay of one sample; gradients are added to gW, gD (n, n_pre), gR, gE (n, n), gP (n, 5)
-    (columns tau_mem, tau_w, tau_syn, a, b) and up (dL/dt of each input event)."""
-    n = W.shape[0]
+    """Reverse replay of one sample; gradients are added to gWt, gDt (n_pre, n), gRt, gEt (n, n), gP (n, 5)
+    (columns tau_mem, tau_w, tau_syn, a, b) and up (dL/dt of each input event).
+
+    Weights, delays and their gradients are transposed ([pre, post]): the arrivals of one presynaptic
+    spike walk along a contiguous row.
+    """
+    n = Wt.shape[1]
     n_in = tin.size
     n_s = ts_.size
     # ---- (1) events in forward order
@@ -67,15 +89,18 @@ def linear_backward_sample(
     for s in range(n_s):
         if t_ref > 0.0 and ts_[s] + t_ref < T:
             m += 1
+    m_ff = 0
     for e in range(n_in):
         for j in range(n):
-            if tin[e] + D[j, uin[e]] <= T:
-                m += 1
+            if tin[e] + Dt[uin[e], j] <= T:
+                m_ff += 1
+    m_rec = 0
     if has_rec:
         for s in range(n_s):
             for j in range(n):
-                if ts_[s] + E[j, us_[s]] <= T:
-                    m += 1
+                if ts_[s] + Et[us_[s], j] <= T:
+                    m_rec += 1
+    m += m_ff + m_rec
     et = np.empty(m)
     ek = np.empty(m, np.int64)
     ei = np.empty(m, np.int64)
@@ -97,7 +122,7 @@ def linear_backward_sample(
                 c += 1
     for e in range(n_in):
         for j in range(n):
-            ta = tin[e] + D[j, uin[e]]
+            ta = tin[e] + Dt[uin[e], j]
             if ta <= T:
                 et[c] = ta
                 ek[c] = _FF
@@ -107,18 +132,20 @@ def linear_backward_sample(
     if has_rec:
         for s in range(n_s):
             for j in range(n):
-                ta = ts_[s] + E[j, us_[s]]
+                ta = ts_[s] + Et[us_[s], j]
                 if ta <= T:
                     et[c] = ta
                     ek[c] = _REC
                     ei[c] = s
                     ej[c] = j
                     c += 1
-    order = np.argsort(et, kind="mergesort")  # stable: the kind order above breaks ties
+    order = _forward_order(et, ek, m - m_ff - m_rec, m_ff, delays)
     # ---- (2) forward replay: state of the neuron just before each event
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
     s2 = np.empty((3, 3))
+    cPhi = np.empty((3, 3))
+    cache = np.full(1, -1.0)
     X = np.zeros((n, 3))
     tl = np.zeros(n)
     ref_end = np.full(n, -np.inf)
@@ -129,16 +156,17 @@ def linear_backward_sample(
         j = ej[idx]
         t = et[idx]
         x = X[j]
-        advance(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2)
+        _bring(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, cPhi,
+               uniform)
         tl[j] = t
         xm[idx, 0] = x[0]
         xm[idx, 1] = x[1]
         xm[idx, 2] = x[2]
         kind = ek[idx]
         if kind == _FF:
-            x[2] += W[j, uin[ei[idx]]]
+            x[2] += Wt[uin[ei[idx]], j]
         elif kind == _REC:
-            x[2] += R[j, us_[ei[idx]]]
+            x[2] += Rt[us_[ei[idx]], j]
         elif kind == _SPIKE:
             x[0] = v_reset
             x[1] += bv[j]
@@ -154,12 +182,14 @@ def linear_backward_sample(
     stored = np.zeros(n_s)
     rec_down = np.zeros(n_s)
     x0 = np.empty(3)
-    M6 = np.empty((6, 6))
-    O6 = np.empty((6, 6))
-    u6 = np.empty((6, 6))
-    v6 = np.empty((6, 6))
     Q = np.empty((3, 3))
+    q1 = np.empty((3, 3))
+    q2 = np.empty((3, 3))
+    q3 = np.empty((3, 3))
+    v1 = np.empty(3)
+    v2 = np.empty(3)
     lv = np.empty(3)
+    cache[0] = -1.0
     for q in range(m - 1, -1, -1):
         idx = order[q]
         j = ej[idx]
@@ -175,9 +205,9 @@ def linear_backward_sample(
         x0[1] = xm[idx, 1]
         x0[2] = xm[idx, 2]
         if kind == _FF:
-            x0[2] += W[j, uin[i]]
+            x0[2] += Wt[uin[i], j]
         elif kind == _REC:
-            x0[2] += R[j, us_[i]]
+            x0[2] += Rt[us_[i], j]
         elif kind == _SPIKE:
             x0[0] = v_reset
             x0[1] += bv[j]
@@ -196,14 +226,21 @@ def linear_backward_sample(
                 lam_j[2] *= es
             else:
                 if want_params:
-                    _van_loan(A[j], lam_j, x0, Dt, M6, O6, u6, v6, Q)
+                    lam_x_integral(A[j], lam_j, x0, Dt, Q, q1, q2, q3, v1, v2)
                     gP[j, G_TAU_MEM] += (Q[0, 0] + Q[0, 1] - Q[0, 2]) / (tm * tm)
                     gP[j, G_TAU_W] += (Q[1, 1] - a * Q[1, 0]) / (tw * tw)
                     gP[j, G_A] += Q[1, 0] / tw
                     gP[j, G_TAU_SYN] += Q[2, 2] / (ts * ts)
-                expm_into(A[j], Dt, Phi, s1, s2)
+                if uniform:
+                    if cache[0] != Dt:
+                        expm_into(A[j], Dt, cPhi, s1, s2)
+                        cache[0] = Dt
+                    F = cPhi
+                else:
+                    expm_into(A[j], Dt, Phi, s1, s2)
+                    F = Phi
                 for r in range(3):
-                    lv[r] = Phi[0, r] * lam_j[0] + Phi[1, r] * lam_j[1] + Phi[2, r] * lam_j[2]
+                    lv[r] = F[0, r] * lam_j[0] + F[1, r] * lam_j[1] + F[2, r] * lam_j[2]
                 for r in range(3):
                     lam_j[r] = lv[r]
             tb[j] = t
@@ -211,15 +248,15 @@ def linear_backward_sample(
         if kind == _FF:
             u = uin[i]
             g = lam_j[2] / ts - lam_j[0] / tm
-            gW[j, u] += lam_j[2]
-            gD[j, u] += W[j, u] * g
-            up[i] += W[j, u] * g
+            gWt[u, j] += lam_j[2]
+            gDt[u, j] += Wt[u, j] * g
+            up[i] += Wt[u, j] * g
         elif kind == _REC:
             k = us_[i]
             g = lam_j[2] / ts - lam_j[0] / tm
-            gR[j, k] += lam_j[2]
-            gE[j, k] += R[j, k] * g
-            rec_down[i] += R[j, k] * g
+            gRt[k, j] += lam_j[2]
+            gEt[k, j] += Rt[k, j] * g
+            rec_down[i] += Rt[k, j] * g
         elif kind == _REF:
             # releasing the clamp later leaves V short of its free slope at the window's end
             stored[i] = lam_j[0] * (xm[idx, 2] - xm[idx, 1] - v_reset) / tm
@@ -242,18 +279,21 @@ def linear_backward_sample(
 @njit(parallel=True, cache=True)
 def linear_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray,
-    E: np.ndarray, has_rec: bool, s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray,
+    E: np.ndarray, has_rec: bool, delays: bool, s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray,
     down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
-    av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_params: bool,
-    gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray, up: np.ndarray,
+    av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, T: float,
+    want_params: bool, gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
-    """Reverse replay of every sample (prange); gradient buffers have a leading per-thread axis."""
+    """Reverse replay of every sample (prange); gradient buffers have a leading per-thread axis.
+
+    W, D, R, E and the gradient buffers are transposed ([pre, post]).
+    """
     for b in prange(offsets.size - 1):
         tid = get_thread_id()
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_backward_sample(
-            times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi],
-            A, tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_params,
+            times[lo:hi], units[lo:hi], W, D, R, E, has_rec, delays, s_times[slo:shi], s_units[slo:shi], down[slo:shi],
+            A, tau_mem, tau_w, tau_syn, av, bv, uniform, v_th, v_reset, t_ref, T, want_params,
             gW[tid], gD[tid], gR[tid], gE[tid], gP[tid], up[lo:hi],
         )
