@@ -97,6 +97,13 @@ def gradcheck(
     ] = True,
     tau_mem: Annotated[float, typer.Option(help="Membrane time constant, s.", callback=_positive)] = 20e-3,
     tau_syn: Annotated[float, typer.Option(help="Synaptic time constant, s.", callback=_positive)] = 5e-3,
+    neuron: Annotated[str, typer.Option(help="Hidden neuron model: lif | adlif.")] = "lif",
+    tau_w: Annotated[float, typer.Option(help="adLIF adaptation time constant, s.", callback=_positive)] = 100e-3,
+    a: Annotated[float, typer.Option("--a", help="adLIF sub-threshold coupling (> -1; oscillating above "
+                                     "(tau_w - tau_mem)^2 / (4 tau_mem tau_w)).", callback=_finite)] = 0.5,
+    b: Annotated[float, typer.Option("--b", help="adLIF spike-triggered adaptation.", callback=_finite)] = 0.2,
+    learn: Annotated[str, typer.Option(help="Per-neuron parameters to learn (and check), e.g. tau_mem,tau_syn; "
+                                       "adlif also tau_w,a,b.")] = "",
     v_th: Annotated[float, typer.Option(help="Threshold.", callback=_finite)] = 1.0,
     v_reset: Annotated[float, typer.Option(help="Reset potential.", callback=_finite)] = 0.0,
     t_ref: Annotated[float, typer.Option(help="Refractory period, s.", callback=_non_negative)] = 0.0,
@@ -161,13 +168,16 @@ def gradcheck(
             reg = make_regularizer(regularizer.value)
             net = network_from_options(
                 n_inputs, hidden=sizes, recurrent=recurrent, delays=delays, tau_mem=tau_mem, tau_syn=tau_syn,
-                v_th=v_th, v_reset=v_reset, t_ref=t_ref, readout=readout,
+                v_th=v_th, v_reset=v_reset, t_ref=t_ref, readout=readout, neuron=neuron, tau_w=tau_w, a=a, b=b,
+                learn=tuple(x.strip() for x in learn.split(",") if x.strip()),
             )
             params = net.init(seed=seed)
             w_rng = np.random.default_rng(seed + 3)
             rate = max(input_rate, 1e-9)
             for l in range(len(sizes)):
-                mu = DRIVE * v_th / (net.fan_in(l) * rate * tau_syn)
+                # adaptation damps the response (by 1 + a at steady state): drive adLIF neurons harder
+                gain = (1.0 + max(a, 0.0)) ** 0.5 if neuron == "adlif" else 1.0
+                mu = gain * DRIVE * v_th / (net.fan_in(l) * rate * tau_syn)
                 params.weights[l][:] = weight_scale * mu * (1.0 + w_rng.standard_normal(params.weights[l].shape))
             batch = poisson_batch(n_samples, n_inputs, rate=input_rate, t_max=t_max, seed=seed + 1)
             labels = np.random.default_rng(seed + 2).integers(0, n_classes, size=n_samples)

@@ -241,24 +241,34 @@ def network_from_options(
     readout: int | None = None,
     weight_mean: float | None = None,
     weight_std: float | None = None,
+    neuron: str = "lif",
+    tau_w: float = 100e-3,
+    a: float = 0.5,
+    b: float = 0.2,
+    learn: tuple[str, ...] = (),
 ) -> Network:
-    """The network the options describe (None: the CLI default): LIF hidden layers, optional LI readout."""
+    """The network the options describe (None: the CLI default): LIF or adLIF hidden layers, optional LI readout."""
     import exactsnn as es
 
-    neuron = es.LIF(
-        tau_mem=_or(tau_mem, 20e-3), tau_syn=_or(tau_syn, 5e-3), v_th=_or(v_th, 1.0),
-        v_reset=_or(v_reset, 0.0), t_ref=_or(t_ref, 0.0),
-    )
+    common = {"tau_mem": _or(tau_mem, 20e-3), "tau_syn": _or(tau_syn, 5e-3), "v_th": _or(v_th, 1.0),
+              "v_reset": _or(v_reset, 0.0), "t_ref": _or(t_ref, 0.0)}
+    if neuron == "adlif":
+        model = es.AdLIF(tau_w=tau_w, a=a, b=b, **common)
+    elif neuron == "lif":
+        model = es.LIF(**common)
+    else:
+        raise ValueError(f"neuron must be lif or adlif, got {neuron!r}")
     layers = [
         es.Layer(
-            size, neuron, recurrent=_or(recurrent, True), delays=_or(delays, False),
+            size, model, recurrent=_or(recurrent, True), delays=_or(delays, False),
             weight_mean=_or(weight_mean, DEFAULT_WEIGHT_MEAN), weight_std=_or(weight_std, DEFAULT_WEIGHT_STD),
+            learn=learn,
         )
         for size in (hidden or DEFAULT_HIDDEN)
     ]
     n_readout = _or(readout, DEFAULT_READOUT)
     if n_readout:
-        layers.append(es.Layer(n_readout, es.LI(tau_mem=neuron.tau_mem, tau_syn=neuron.tau_syn)))
+        layers.append(es.Layer(n_readout, es.LI(tau_mem=model.tau_mem, tau_syn=model.tau_syn)))
     return es.Network(n_inputs=n_inputs, layers=layers)
 
 

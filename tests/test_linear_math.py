@@ -322,6 +322,8 @@ def brute_first_crossing(A, x0, H, v_th):
         peak = max(-r.fun, V[k])
         margin = min(margin, abs(peak - v_th))
         if peak >= v_th:  # an excursion above v_th between grid points (or at the grid point k)
+            if margin < 1e-9:
+                return float(t[k]), margin  # ambiguous: the caller skips it
             t_pk = r.x if -r.fun >= v_th else t[k]
             return _exact_root(A, x0, v_th, so.brentq(f, lo, t_pk, xtol=1e-17, rtol=4 * EPS)), margin
     if above.size:
