@@ -247,3 +247,19 @@ def test_checker_catches_a_backward_that_ignores_spike_triggered_adaptation(monk
     report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=3,
                        groups=all_groups(params, net))
     assert not report.ok(TOL), report.format_table(TOL)
+
+
+def test_cli_gradcheck_adlif_with_learned_parameters():
+    from typer.testing import CliRunner
+
+    from exactsnn_cli.main import app
+
+    res = CliRunner().invoke(app, ["gradcheck", "--neuron", "adlif", "--a", "4", "--b", "0.3", "--learn",
+                                   "tau_mem,tau_syn,tau_w,a,b", "--no-delays", "--n-checks", "4", "--hidden", "4"])
+    assert res.exit_code == 0, res.output
+    assert "AdLIF" in res.output
+    for group in ("tau_mem[0]", "tau_syn[0]", "tau_w[0]", "a[0]", "b[0]"):
+        assert group in res.output
+    assert "all groups within tolerance" in res.output
+    res = CliRunner().invoke(app, ["gradcheck", "--learn", "a"])
+    assert res.exit_code != 0 and "not a learnable parameter of LIF" in res.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -157,3 +158,40 @@ def test_epoch_bar_on_a_terminal(monkeypatch):
     bar.close()
     text = err.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "3/3" in text and "acc 75.0 %" in text
+
+
+def test_adlif_with_learned_neuron_parameters_end_to_end(tmp_path):
+    """--neuron adlif --learn ...: trains, the learned parameters move and land in the checkpoint, evaluate works,
+    and resuming continues from the saved adaptation parameters."""
+    from exactsnn.checkpoint import load_checkpoint
+
+    data = tmp_path / "synth"
+    assert invoke("data", "synth-shd", "--out", data, "--n-train", 48, "--n-test", 16,
+                  "--rate-scale", 0.2).exit_code == 0
+    run = tmp_path / "run"
+    res = invoke("train", "--dataset", "shd", "--data-dir", data, "--hidden", 8, "--epochs", 1, "--recurrent",
+                 "--neuron", "adlif", "--learn", "tau_mem,tau_w,a,b", "--set", "data.duration=0.3",
+                 "--set", "train.batch_size=16", "--set", "data.val_fraction=0.5", "--out", run)
+    assert res.exit_code == 0, res.output
+    assert "test accuracy: " in res.output
+    net, params, _ = load_checkpoint(run / "last.h5")
+    assert type(net.layers[0].neuron).__name__ == "AdLIF"
+    assert net.layers[0].learn == ("tau_mem", "tau_w", "a", "b")
+    learned = params.neuron[0]
+    assert set(learned) == {"tau_mem", "tau_w", "a", "b"}
+    assert np.any(learned["a"] != net.layers[0].neuron.a) and np.any(learned["b"] != net.layers[0].neuron.b)
+    assert np.all(learned["tau_mem"] >= 1e-4)
+    res = invoke("evaluate", run)
+    assert res.exit_code == 0, res.output
+    assert "AdLIF" in res.output
+    res = invoke("train", "--resume", run, "--epochs", 2)
+    assert res.exit_code == 0, res.output
+    _, params2, _ = load_checkpoint(run / "last.h5")
+    assert np.any(params2.neuron[0]["a"] != learned["a"])
+
+
+def test_adlif_user_errors(tmp_path):
+    assert_user_error(invoke("train", "--neuron", "izhikevich", "--out", tmp_path / "r"), "network.neuron")
+    assert_user_error(invoke("train", "--learn", "a", "--out", tmp_path / "r"), "not a learnable parameter of lif")
+    assert_user_error(invoke("train", "--neuron", "adlif", "--set", "network.a=-2", "--out", tmp_path / "r"),
+                      "a must be > -1")
