@@ -138,6 +138,8 @@ def _plain(v: Any) -> Any:
         return v.item()
     if isinstance(v, np.ndarray):
         return v.tolist()
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
     return v
 
 

@@ -59,7 +59,12 @@ class Layer:
         object.__setattr__(self, "size", int(self.size))
         if not isinstance(self.neuron, (LIF, LI, AdLIF)):
             raise ValueError(f"Layer.neuron must be a neuron model such as es.LIF(), got {self.neuron!r}")
-        learn = (self.learn,) if isinstance(self.learn, str) else tuple(self.learn)
+        if isinstance(self.learn, str):
+            learn = (self.learn,)
+        elif isinstance(self.learn, (tuple, list)) and all(isinstance(x, str) for x in self.learn):
+            learn = tuple(self.learn)
+        else:
+            raise ValueError(f"Layer.learn must be a tuple of parameter names such as ('tau_mem',), got {self.learn!r}")
         allowed = NEURON_PARAMETERS.get(type(self.neuron).__name__, ())
         for name in learn:
             if name not in allowed:

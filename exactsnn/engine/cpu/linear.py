@@ -271,7 +271,6 @@ def linear_dense_sample(
     pred = np.full(n, -1.0)
     cand = np.empty(n, np.int64)
     fired = np.empty(n, np.int64)
-    zero_row = np.zeros(n)
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
     s2 = np.empty((3, 3))

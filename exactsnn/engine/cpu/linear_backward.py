@@ -58,7 +58,11 @@ def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delay
     f = n_head
     f_end = n_head + m_ff
     for q in range(m):
-        if a < n_other and (f >= f_end or et[other[a]] < et[f] or (et[other[a]] == et[f] and ek[other[a]] < _FF)):
+        take_other = False
+        if a < n_other:
+            o = other[a]
+            take_other = f >= f_end or et[o] < et[f] or (et[o] == et[f] and ek[o] < _FF)
+        if take_other:
             order[q] = other[a]
             a += 1
         else:
