@@ -74,8 +74,8 @@ def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delay
 @njit(cache=True)
 def linear_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Rt: np.ndarray, Et: np.ndarray, has_rec: bool,
-    delays: bool, ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray,
-    tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float,
+    delays: bool, ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float,
     t_ref: float, T: float, want_params: bool, gWt: np.ndarray, gDt: np.ndarray, gRt: np.ndarray, gEt: np.ndarray,
     gP: np.ndarray, up: np.ndarray,
 ) -> None:
