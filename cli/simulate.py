@@ -105,6 +105,12 @@ def simulate(
     t_ref: Annotated[
         float | None, typer.Option(help="Refractory period, s. [default: 0]", callback=_non_negative)
     ] = None,
+    neuron: Annotated[str | None, typer.Option(help="Hidden neuron model: lif | adlif. [default: lif]")] = None,
+    tau_w: Annotated[
+        float | None, typer.Option(help="adLIF adaptation time constant, s. [default: 0.1]", callback=_positive)
+    ] = None,
+    a: Annotated[float | None, typer.Option("--a", help="adLIF coupling a (> -1). [default: 0.5]")] = None,
+    b: Annotated[float | None, typer.Option("--b", help="adLIF spike-triggered adaptation b. [default: 0.2]")] = None,
     readout: Annotated[
         int | None, typer.Option(min=0, help="Size of the LI readout layer; 0 for none. [default: 20]")
     ] = None,
@@ -145,7 +151,7 @@ def simulate(
     net_options = {
         "hidden": hidden or None, "recurrent": recurrent, "delays": delays, "tau_mem": tau_mem,
         "tau_syn": tau_syn, "v_th": v_th, "v_reset": v_reset, "t_ref": t_ref, "readout": readout,
-        "weight_mean": weight_mean, "weight_std": weight_std,
+        "weight_mean": weight_mean, "weight_std": weight_std, "neuron": neuron, "tau_w": tau_w, "a": a, "b": b,
     }
     if checkpoint is not None:
         given = ["--" + name.replace("_", "-") for name, v in net_options.items() if v is not None]
@@ -241,10 +247,10 @@ def network_from_options(
     readout: int | None = None,
     weight_mean: float | None = None,
     weight_std: float | None = None,
-    neuron: str = "lif",
-    tau_w: float = 100e-3,
-    a: float = 0.5,
-    b: float = 0.2,
+    neuron: str | None = None,
+    tau_w: float | None = None,
+    a: float | None = None,
+    b: float | None = None,
     learn: tuple[str, ...] = (),
 ) -> Network:
     """The network the options describe (None: the CLI default): LIF or adLIF hidden layers, optional LI readout."""
@@ -252,8 +258,9 @@ def network_from_options(
 
     common = {"tau_mem": _or(tau_mem, 20e-3), "tau_syn": _or(tau_syn, 5e-3), "v_th": _or(v_th, 1.0),
               "v_reset": _or(v_reset, 0.0), "t_ref": _or(t_ref, 0.0)}
+    neuron = _or(neuron, "lif")
     if neuron == "adlif":
-        model = es.AdLIF(tau_w=tau_w, a=a, b=b, **common)
+        model = es.AdLIF(tau_w=_or(tau_w, 100e-3), a=_or(a, 0.5), b=_or(b, 0.2), **common)
     elif neuron == "lif":
         model = es.LIF(**common)
     else:

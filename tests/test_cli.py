@@ -284,3 +284,14 @@ def test_missing_out_option():
 def test_unwritable_output(tmp_path):
     result = invoke("simulate", "--out", tmp_path / "no" / "such" / "dir" / "o.h5", *SMALL, "--demo", "1")
     assert_user_error(result, 1, "Error:")
+
+
+def test_simulate_adlif_network(tmp_path):
+    out = tmp_path / "ad.h5"
+    res = runner.invoke(app, ["simulate", "--out", str(out), "--demo", "2", "--hidden", "16", "--neuron",
+                                   "adlif", "--a", "4", "--b", "0.1", "--tau-w", "0.05", "--t-max", "0.3"])
+    assert res.exit_code == 0, res.output
+    assert "16 AdLIF" in res.output and out.exists()
+    res = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x.h5"), "--demo", "1", "--neuron", "adlif",
+                                   "--a", "-1"])
+    assert res.exit_code != 0 and "AdLIF.a must be > -1" in res.output and "Traceback" not in res.output
