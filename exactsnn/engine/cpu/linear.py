@@ -271,6 +271,7 @@ def linear_dense_sample(
     pred = np.full(n, -1.0)
     cand = np.empty(n, np.int64)
     fired = np.empty(n, np.int64)
+    zero_row = np.zeros(n)
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
     s2 = np.empty((3, 3))
@@ -332,11 +333,16 @@ def linear_dense_sample(
                 count += 1
                 fired[n_fired] = j
                 n_fired += 1
-            for k in range(n_fired - 1):
-                _add_row(X, Rt[fired[k]])
-            n_cand = _shared_pass(X, tl, best, Rt[fired[n_fired - 1]], ref_end, ref_spike, A, P, bnd, tau_w,
+            # bring the layer to the spike time first, then add the rows of every spike fired there
+            n_cand = _shared_pass(X, tl, best, Rt[fired[0]], ref_end, ref_spike, A, P, bnd, tau_w,
                                   tau_syn, av, v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi, uniform,
-                                  out_r, cand, True)
+                                  out_r, cand, n_fired == 1)
+            if n_fired > 1:
+                for k in range(1, n_fired):
+                    _add_row(X, Rt[fired[k]])
+                n_cand = _shared_pass(X, tl, best, zero_row, ref_end, ref_spike, A, P, bnd, tau_w, tau_syn, av,
+                                      v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi, uniform, out_r,
+                                      cand, True)
             t = best
             for k in range(n_cand):
                 j = cand[k]
@@ -348,10 +354,15 @@ def linear_dense_sample(
         while ev_end < n_ev and tin[ev_end] == t_next:
             ev_end += 1
         t2 = tin[ev_end] if ev_end < n_ev else t_max
-        for e in range(ev + 1, ev_end):
-            _add_row(X, Wt[uin[e]])  # simultaneous inputs: I jumps commute with nothing in between
+        single = ev_end == ev + 1
         n_cand = _shared_pass(X, tl, t_next, Wt[uin[ev]], ref_end, ref_spike, A, P, bnd, tau_w, tau_syn, av,
-                              v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand, True)
+                              v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand, single)
+        if not single:
+            # simultaneous inputs: the layer is at t_next now; add the other rows, then screen once
+            for e in range(ev + 1, ev_end):
+                _add_row(X, Wt[uin[e]])
+            n_cand = _shared_pass(X, tl, t_next, zero_row, ref_end, ref_spike, A, P, bnd, tau_w, tau_syn, av,
+                                  v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand, True)
         ev = ev_end
         t = t_next
     for j in range(n):
