@@ -3,7 +3,8 @@
 Property tests on random small networks (1-2 hidden layers of AdLIF neurons in both eigenvalue
 regimes, a in {0.5, 4, 40} (the latter two oscillatory for tau_w = 100 ms), b in {0, 0.3}; or LIF
 layers that learn tau_mem and tau_syn), with and without recurrence, delays, a refractory window and
-v_reset != 0; every parameter group is checked, the neuron parameters (tau_mem, tau_syn, and for
+v_reset != 0, and one sample of each batch on a coarse time grid (coinciding inputs, as in SHD); every
+parameter group is checked, the neuron parameters (tau_mem, tau_syn, and for
 adLIF tau_w, a, b) included: relative error <= 1e-6 of the group's largest gradient wherever the
 spike pattern is stable (``exactsnn.gradcheck`` skips perturbations that add or remove a spike or
 cross a kink). Also: the fixed cases are mostly checked (the tests are not vacuous), at a = b = 0 the
@@ -78,9 +79,14 @@ def build(case: Case, spiking_output: bool = False, learn: bool = True):
     net = es.Network(case.n_in, layers)
     params = net.init(seed=int(rng.integers(1 << 31)))
     samples = []
-    for _ in range(2):
+    for i in range(2):
         k = int(rng.integers(2 * case.n_in, 4 * case.n_in + 1))
-        samples.append((np.sort(rng.uniform(0.0, case.t_max, k)), rng.integers(0, case.n_in, k)))
+        times = rng.uniform(0.0, case.t_max, k)
+        if i == 1:
+            times = np.round(times / 4e-3) * 4e-3  # coinciding inputs, as SHD's float16 times make them
+        units = rng.integers(0, case.n_in, k)
+        order = np.lexsort((units, times))
+        samples.append((times[order], units[order]))
     batch = es.SpikeBatch.from_lists(samples, n_units=case.n_in)
     gain = np.sqrt(1.0 + case.a) if case.model == "adlif" else 1.0  # adaptation damps the response
     for l, layer in enumerate(layers if spiking_output else layers[:-1]):

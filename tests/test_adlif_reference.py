@@ -3,7 +3,7 @@
 Hypothesis draws small networks of adLIF neurons in both eigenvalue regimes (real: a = 0.5 with
 tau_w = 100 ms; complex, a damped oscillation: a in {4, 40}; and a < 0), b in {0, 0.3}, feedforward
 or recurrent, with or without delays, t_ref in {0, 2 ms}, v_reset in {0, 0.1, -0.2}, and random
-input trains:
+input trains (half of them on a 5 ms grid, so that inputs coincide as in SHD's float16 times):
 exactsnn must produce the identical spike trains, every time within 1e-12 s of the oracle's, and the
 same voltage at random query times. Cases whose oracle margin (how close any free stretch comes to
 threshold without deciding) is below 1e-9 are skipped: any float64 simulator may decide them either
@@ -109,11 +109,15 @@ def cases(draw: st.DrawFn) -> Case:
         layers.append({"W": rng.normal(0, 1, (2, n_pre)), "D": None, "R": None, "E": None, "tau_mem": 20e-3,
                        "tau_syn": 5e-3, "spiking": False})
     inputs = []
+    quantized = draw(st.booleans())  # SHD-like: times on a coarse grid, so many inputs coincide
     for _ in range(draw(st.integers(1, 2))):
         k = int(rng.integers(0, 12))
-        times = np.sort(rng.uniform(0.0, T_MAX, k))
+        times = rng.uniform(0.0, T_MAX, k)
+        if quantized:
+            times = np.round(times / 5e-3) * 5e-3
         units = rng.integers(0, n_inputs, k)
-        inputs.append((times, units.astype(np.int64)))
+        order = np.lexsort((units, times))
+        inputs.append((times[order], units[order].astype(np.int64)))
     return Case(n_inputs, layers, inputs, T_MAX)
 
 
@@ -264,3 +268,24 @@ def test_per_neuron_parameters_match_reference(delays: bool):
         mine = t_pkg[u_pkg == j]
         assert mine.size == t_ref.size and mine.size > 0, (j, mine, t_ref)
         assert np.max(np.abs(mine - t_ref)) <= TIME_TOL
+
+
+def test_simultaneous_inputs_and_spikes_match_reference():
+    """Many inputs at the same instants (the case SHD's float16 times create) into a recurrent layer whose
+    neurons also fire together: the layer must be brought to the instant before any row is added."""
+    rng = np.random.default_rng(3)
+    n_in, n = 3, 3
+    times = np.repeat(np.arange(1, 9) * 6e-3, 3)
+    units = np.tile(np.arange(n_in), 8)
+    for rec in (False, True):
+        R = rng.normal(0.0, 0.6, (n, n)) if rec else None
+        if rec:
+            np.fill_diagonal(R, 0.0)
+        ly = {"W": rng.uniform(0.5, 1.5, (n, n_in)) * 1.2, "D": None, "R": R, "E": None,
+              "tau_mem0": 20e-3, "tau_syn0": 5e-3, "tau_w0": 100e-3, "a0": 4.0, "b": 0.3, "tau_mem": 20e-3,
+              "tau_syn": 5e-3, "tau_w": 100e-3, "a": 4.0, "v_th": 1.0, "v_reset": 0.0, "t_ref": 0.0,
+              "spiking": True, "learned": []}
+        case = Case(n_in, [ly], [(times, units)], T_MAX)
+        ref = run_reference(case, max_spikes=100, in_hypothesis=False)
+        rec_ = assert_match(case, ref)
+        assert rec_.spikes[0].n_events >= 3
