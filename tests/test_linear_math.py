@@ -110,7 +110,7 @@ def _may_cross(x, H, A, P, beta, alpha, v_th):
 @numba.njit
 def _advance(x, t0, t1, ref_end, A, tau_w, tau_syn, a, v_reset):
     Phi, s1, s2 = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3))
-    return advance(x, t0, t1, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+    return advance(x, t0, t1, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2, np.full(1, -1.0), Phi, False)
 
 
 def neuron(tau_mem=TAU_MEM, tau_w=TAU_W, tau_syn=5e-3, a=20.0):

@@ -78,30 +78,22 @@ class Recording:
         own = self.spikes[l]
         has_rec = rec_w is not None
         n = layer.size
-        if layer.linear_kernel:
-            lin = linear_layer(layer, self.params.neuron[l])
-            out = linear_voltage_batch(
-                pre.times, pre.units, pre.offsets,
-                np.ascontiguousarray(self.params.weights[l]), np.ascontiguousarray(self.params.delays[l]),
-                own.times, own.units, own.offsets,
-                np.ascontiguousarray(rec_w) if has_rec else np.zeros((n, n)),
-                np.ascontiguousarray(rec_d) if has_rec else np.zeros((n, n)),
-                has_rec, lin.A, lin.tau_w, lin.tau_syn, lin.a, lin.b, neuron.v_reset, neuron.t_ref,
-                self.t_max, tq[order],
-            )
-            result = np.empty_like(out)
-            result[:, :, order] = out
-            return result
-        out = voltage_batch(
+        # what both trace kernels share: the layer's input, its own spikes and recurrent weights
+        common = (
             pre.times, pre.units, pre.offsets,
             np.ascontiguousarray(self.params.weights[l]), np.ascontiguousarray(self.params.delays[l]),
             own.times, own.units, own.offsets,
             np.ascontiguousarray(rec_w) if has_rec else np.zeros((n, n)),
             np.ascontiguousarray(rec_d) if has_rec else np.zeros((n, n)),
-            has_rec, neuron.spiking,
-            neuron.tau_mem, neuron.tau_syn, getattr(neuron, "v_reset", 0.0), getattr(neuron, "t_ref", 0.0),
-            self.t_max, tq[order],
+            has_rec,
         )
+        if layer.linear_kernel:
+            lin = linear_layer(layer, self.params.neuron[l])
+            out = linear_voltage_batch(*common, lin.A, lin.tau_w, lin.tau_syn, lin.a, lin.b, neuron.v_reset,
+                                       neuron.t_ref, self.t_max, tq[order])
+        else:
+            out = voltage_batch(*common, neuron.spiking, neuron.tau_mem, neuron.tau_syn,
+                                getattr(neuron, "v_reset", 0.0), getattr(neuron, "t_ref", 0.0), self.t_max, tq[order])
         result = np.empty_like(out)
         result[:, :, order] = out
         return result

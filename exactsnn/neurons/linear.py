@@ -169,10 +169,12 @@ def window_advance(x: np.ndarray, s: float, tau_w: float, tau_syn: float, a: flo
 @register_jitable
 def advance(
     x: np.ndarray, t0: float, t1: float, ref_end: float, A: np.ndarray, tau_w: float, tau_syn: float, a: float,
-    v_reset: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+    v_reset: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
+    use_cache: bool,
 ) -> float:
     """State x at t0 -> t1 in place; V held at v_reset until ref_end. Returns I at ref_end if the window
-    ends in (t0, t1], else NaN (the caller records it). Phi, s1, s2: 3x3 scratch."""
+    ends in (t0, t1], else NaN (the caller records it). Phi, s1, s2: 3x3 scratch. With ``use_cache`` (all
+    neurons share A) the propagator of the last stretch length is kept in cPhi, its length in cache[0]."""
     i_end = math.nan
     if ref_end > t0:
         if ref_end > t1:
@@ -181,9 +183,16 @@ def advance(
         window_advance(x, ref_end - t0, tau_w, tau_syn, a, v_reset)
         i_end = x[2]
         t0 = ref_end
-    if t1 > t0:
-        expm_into(A, t1 - t0, Phi, s1, s2)
-        propagate(Phi, x)
+    s = t1 - t0
+    if s > 0.0:
+        if use_cache:
+            if cache[0] != s:
+                expm_into(A, s, cPhi, s1, s2)
+                cache[0] = s
+            propagate(cPhi, x)
+        else:
+            expm_into(A, s, Phi, s1, s2)
+            propagate(Phi, x)
     return i_end
 
 

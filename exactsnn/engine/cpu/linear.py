@@ -32,39 +32,11 @@ import numpy as np
 from numba import njit, prange
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
-from exactsnn.neurons.linear import expm_into, may_cross_before, next_spike, propagate, window_advance
+from exactsnn.neurons.linear import advance, may_cross_before, next_spike
 
 _CROSS = 0
 _FF = 1
 _REC = 2
-
-
-@njit(cache=True)
-def _bring(
-    x: np.ndarray, t0: float, t1: float, ref_end: float, A: np.ndarray, tau_w: float, tau_syn: float, a: float,
-    v_reset: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
-    uniform: bool,
-) -> float:
-    """x from t0 to t1 (window-aware, cached propagator when uniform); returns I at a window end in (t0, t1]."""
-    i_end = math.nan
-    if ref_end > t0:
-        if ref_end > t1:
-            window_advance(x, t1 - t0, tau_w, tau_syn, a, v_reset)
-            return i_end
-        window_advance(x, ref_end - t0, tau_w, tau_syn, a, v_reset)
-        i_end = x[2]
-        t0 = ref_end
-    s = t1 - t0
-    if s > 0.0:
-        if uniform:
-            if cache[0] != s:
-                expm_into(A, s, cPhi, s1, s2)
-                cache[0] = s
-            propagate(cPhi, x)
-        else:
-            expm_into(A, s, Phi, s1, s2)
-            propagate(Phi, x)
-    return i_end
 
 
 @njit(cache=True)
@@ -156,7 +128,7 @@ def linear_sample(
             if wgt == 0.0 and delays:
                 continue  # unchanged trajectory, and its prediction reaches t_max already
         x = X[j]
-        i_end = _bring(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset,
+        i_end = advance(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset,
                        Phi, s1, s2, cache, cPhi, uniform)
         if not math.isnan(i_end):
             out_r[ref_spike[j]] = i_end
@@ -206,7 +178,7 @@ def _fire_linear(
 ) -> None:
     """Bring neuron j to its crossing tf, record spike ``count`` and reset it."""
     x = X[j]
-    i_end = _bring(x, tl[j], tf, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
+    i_end = advance(x, tl[j], tf, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
                    cache, cPhi, uniform)
     if not math.isnan(i_end):
         out_r[ref_spike[j]] = i_end
@@ -234,7 +206,7 @@ def _shared_pass(
     n_cand = 0
     for j in range(X.shape[0]):
         x = X[j]
-        i_end = _bring(x, tl[j], t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
+        i_end = advance(x, tl[j], t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
                        cache, cPhi, uniform)
         if not math.isnan(i_end):
             out_r[ref_spike[j]] = i_end

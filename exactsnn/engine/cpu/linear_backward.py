@@ -23,8 +23,7 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from exactsnn.engine.cpu.linear import _bring
-from exactsnn.neurons.linear import expm_into, lam_x_integral
+from exactsnn.neurons.linear import advance, expm_into, lam_x_integral
 
 _SPIKE = 0
 _REF = 1
@@ -160,7 +159,7 @@ def linear_backward_sample(
         j = ej[idx]
         t = et[idx]
         x = X[j]
-        _bring(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, cPhi,
+        advance(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, cPhi,
                uniform)
         tl[j] = t
         xm[idx, 0] = x[0]

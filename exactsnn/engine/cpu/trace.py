@@ -59,6 +59,7 @@ def _linear_neuron_trace(
     s1 = np.empty((3, 3))
     s2 = np.empty((3, 3))
     xq = np.empty(3)
+    no_cache = np.full(1, -1.0)
     t = 0.0
     ref_end = -np.inf
     pa = 0
@@ -69,12 +70,12 @@ def _linear_neuron_trace(
             t_a = at[pa] if pa < k else np.inf
             t_o = own[po] if po < own.size else np.inf
             if t_a <= tqq and t_a <= t_o:
-                advance(x, t, t_a, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+                advance(x, t, t_a, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2, no_cache, Phi, False)
                 t = t_a
                 x[2] += aw[pa]
                 pa += 1
             elif t_o <= tqq:
-                advance(x, t, t_o, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+                advance(x, t, t_o, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2, no_cache, Phi, False)
                 t = t_o
                 x[0] = v_reset
                 x[1] += b
@@ -83,7 +84,7 @@ def _linear_neuron_trace(
             else:
                 break
         xq[:] = x
-        advance(xq, t, tqq, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2)
+        advance(xq, t, tqq, ref_end, A, tau_w, tau_syn, a, v_reset, Phi, s1, s2, no_cache, Phi, False)
         out[q] = xq[0]
 
 
