@@ -208,8 +208,8 @@ def _timed(fn) -> tuple[float, float, object]:
 
 
 def run_variant(variant, n_hidden, gain, batch, labels, warm, warm_labels, t_max, threads_list, repeats,
-                measure_memory=True):
-    net, params = make_net(variant, n_hidden, gain)
+                measure_memory=True, neuron="lif"):
+    net, params = make_net(variant, n_hidden, gain, neuron)
     loss = _sum_exp_loss()
     rows = []
     for nt in threads_list:
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         reps = min(a.repeats, a.slow_repeats) if v in SLOW else a.repeats
         rows += run_variant(v, a.hidden, gain, batch, labels, warm, warm_labels, a.t_max, threads_list,
-                            max(reps, 1), measure_memory=not a.no_memory)
+                            max(reps, 1), measure_memory=not a.no_memory, neuron=a.neuron)
         print(f"  {v}: done in {time.perf_counter() - t1:.1f} s", flush=True)
     print(f"numba threading layer: {numba.threading_layer()}")
     print()

@@ -225,12 +225,15 @@ class Row:
 
 
 # ----------------------------------------------------------------------------- networks
-def make_net(variant: str, n_hidden: int, gain: float) -> tuple[es.Network, es.Params]:
+NEURONS = {"lif": es.LIF, "adlif": es.AdLIF}
+
+
+def make_net(variant: str, n_hidden: int, gain: float, neuron: str = "lif") -> tuple[es.Network, es.Params]:
     recurrent = variant in ("recurrent", "delays")
     delays = variant in ("delays", "delays_ff")
     g = SILENT_GAIN if variant == "silent" else gain
     std = g / math.sqrt(N_INPUTS)
-    hidden = es.Layer(n_hidden, es.LIF(), recurrent=recurrent, delays=delays,
+    hidden = es.Layer(n_hidden, NEURONS[neuron](), recurrent=recurrent, delays=delays,
                       weight_mean=MEAN_REL * std, weight_std=std)
     net = es.Network(N_INPUTS, [hidden, es.Layer(N_READOUT, es.LI())])
     return net, net.init(seed=0)
@@ -241,13 +244,15 @@ def hidden_rate(net: es.Network, params: es.Params, batch: es.SpikeBatch, t_max:
     return rec.spikes[0].n_events / (len(batch) * net.layers[0].size * t_max)
 
 
-def calibrate_gain(n_hidden: int, batch: es.SpikeBatch, t_max: float, target: float) -> tuple[float, float]:
+def calibrate_gain(
+    n_hidden: int, batch: es.SpikeBatch, t_max: float, target: float, neuron: str = "lif"
+) -> tuple[float, float]:
     """Gain of the input weights at which the recurrent hidden layer fires at ~target Hz."""
     lo, hi = None, None
     g = 4.0
     rate = float("nan")
     for _ in range(12):  # bracket by doubling / halving
-        rate = hidden_rate(*make_net("recurrent", n_hidden, g), batch, t_max)
+        rate = hidden_rate(*make_net("recurrent", n_hidden, g, neuron), batch, t_max)
         if rate < target:
             lo = g
             if hi is not None:
@@ -264,7 +269,7 @@ def calibrate_gain(n_hidden: int, batch: es.SpikeBatch, t_max: float, target: fl
         return g, rate
     for _ in range(14):  # bisect in log(gain)
         g = math.sqrt(lo * hi)
-        rate = hidden_rate(*make_net("recurrent", n_hidden, g), batch, t_max)
+        rate = hidden_rate(*make_net("recurrent", n_hidden, g, neuron), batch, t_max)
         if abs(rate - target) <= 0.1 * target:
             break
         if rate < target:
@@ -275,8 +280,9 @@ def calibrate_gain(n_hidden: int, batch: es.SpikeBatch, t_max: float, target: fl
 
 
 # ----------------------------------------------------------------------------- runs
-def run_variant(variant, n_hidden, gain, batch, warm, t_max, threads_list, repeats, measure_memory=True):
-    net, params = make_net(variant, n_hidden, gain)
+def run_variant(variant, n_hidden, gain, batch, warm, t_max, threads_list, repeats, measure_memory=True,
+                neuron="lif"):
+    net, params = make_net(variant, n_hidden, gain, neuron)
     n_events = int(batch.n_events)
     rows = []
     for nt in threads_list:
@@ -354,7 +360,7 @@ def resolve_gain(a: argparse.Namespace, batch: es.SpikeBatch) -> tuple[float, fl
     t0 = time.perf_counter()
     if a.weight_scale is None:
         cal = batch.select(np.arange(min(len(batch), 4)))
-        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate)
+        gain, cal_rate = calibrate_gain(a.hidden, cal, a.t_max, a.target_rate, a.neuron)
         print(f"calibrated input-weight gain {gain:.4g} -> {cal_rate:.1f} Hz on {len(cal)} samples "
               f"(target {a.target_rate:g} Hz; includes compilation: {time.perf_counter() - t0:.1f} s)")
     else:
@@ -367,7 +373,9 @@ def workload_parser(doc: str, variants: tuple[str, ...], per_call: str, slow: st
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small run (batch 4, 0.25 s, 2 repeats), < 1 min")
     p.add_argument("--batch", type=int, default=32, help="samples per batch")
-    p.add_argument("--hidden", type=int, default=256, help="hidden LIF neurons")
+    p.add_argument("--hidden", type=int, default=256, help="hidden neurons")
+    p.add_argument("--neuron", choices=sorted(NEURONS), default="lif", help="hidden neuron model (adlif: defaults "
+                   "tau_w 100 ms, a 0.5, b 0.2)")
     p.add_argument("--rate", type=float, default=10.0, help="Poisson rate per input channel, Hz")
     p.add_argument("--t-max", type=float, default=1.0, help="sample duration, s")
     p.add_argument("--repeats", type=int, default=3, help=f"{per_call} per figure (median reported)")
@@ -426,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         t1 = time.perf_counter()
         reps = min(a.repeats, a.slow_repeats) if v in ("delays", "delays_ff") else a.repeats
-        rows += run_variant(v, a.hidden, gain, batch, warm, a.t_max, threads_list, max(reps, 1))
+        rows += run_variant(v, a.hidden, gain, batch, warm, a.t_max, threads_list, max(reps, 1), neuron=a.neuron)
         print(f"  {v}: done in {time.perf_counter() - t1:.1f} s", flush=True)
     print(f"numba threading layer: {numba.threading_layer()}")
     print()
