@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
           f"numba threads: {threads_list}")
     print(f"workload: batch {a.batch}, {N_INPUTS} inputs at {a.rate:g} Hz, t_max {a.t_max:g} s -> "
-          f"{counts.mean():.0f} input spikes/sample; hidden {a.hidden} LIF, readout {N_READOUT} LI; "
+          f"{counts.mean():.0f} input spikes/sample; hidden {a.hidden} {a.neuron}, readout {N_READOUT} LI; "
           f"loss SumExp, random labels in [0, {N_READOUT})")
 
     load0 = os.getloadavg()

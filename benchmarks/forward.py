@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
           f"numba threads: {threads_list}")
     print(f"workload: batch {a.batch}, {N_INPUTS} inputs at {a.rate:g} Hz, t_max {a.t_max:g} s -> "
           f"{counts.mean():.0f} input spikes/sample (min {counts.min()}, max {counts.max()}); "
-          f"hidden {a.hidden} LIF, readout {N_READOUT} LI")
+          f"hidden {a.hidden} {a.neuron}, readout {N_READOUT} LI")
 
     load0 = os.getloadavg()
     gain, std = resolve_gain(a, batch)

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
-from exactsnn.neurons.linear import advance, may_cross_before, next_spike
+from exactsnn.neurons.linear import advance, expm_into, may_cross_before, next_spike
 
 _CROSS = 0
 _FF = 1
@@ -195,6 +195,61 @@ def _fire_linear(
 
 
 @njit(cache=True)
+def _shared_pass_uniform(
+    X: np.ndarray, tl: np.ndarray, t1: float, row: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray,
+    A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
+    v_reset: float, v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray,
+    cPhi: np.ndarray, out_r: np.ndarray, cand: np.ndarray, screen: bool,
+) -> int:
+    """:func:`_shared_pass` when all neurons share A: the propagator, P and the bounds are scalars here, and the
+    screen first compares beta^2 x^T P x with v_th^2 (no square root for the many neurons far from threshold)."""
+    a00, a01, a02 = A[0, 0, 0], A[0, 0, 1], A[0, 0, 2]
+    p00, p01, p02, p11, p12, p22 = P[0, 0, 0], P[0, 0, 1], P[0, 0, 2], P[0, 1, 1], P[0, 1, 2], P[0, 2, 2]
+    beta, alpha = bnd[0, 0], bnd[0, 1]
+    far = beta * beta  # x^T P x < (v_th / beta)^2 means |V| < v_th for all later times
+    lim = v_th * v_th / far if v_th > 0.0 else -1.0
+    n_cand = 0
+    for j in range(X.shape[0]):
+        if ref_end[j] > tl[j]:
+            i_end = advance(X[j], tl[j], t1, ref_end[j], A[0], tau_w[0], tau_syn[0], av[0], v_reset, Phi, s1, s2,
+                            cache, cPhi, True)
+            if not math.isnan(i_end):
+                out_r[ref_spike[j]] = i_end
+        else:
+            h = t1 - tl[j]
+            if h > 0.0:
+                if cache[0] != h:
+                    expm_into(A[0], h, cPhi, s1, s2)
+                    cache[0] = h
+                v0, w0, i0 = X[j, 0], X[j, 1], X[j, 2]
+                X[j, 0] = cPhi[0, 0] * v0 + cPhi[0, 1] * w0 + cPhi[0, 2] * i0
+                X[j, 1] = cPhi[1, 0] * v0 + cPhi[1, 1] * w0 + cPhi[1, 2] * i0
+                X[j, 2] = cPhi[2, 2] * i0
+        tl[j] = t1
+        X[j, 2] += row[j]
+        if not screen:
+            continue
+        if ref_end[j] > t1:
+            if ref_end[j] < t1 + H:
+                cand[n_cand] = j
+                n_cand += 1
+            continue
+        v, w, i = X[j, 0], X[j, 1], X[j, 2]
+        if v >= v_th:
+            cand[n_cand] = j
+            n_cand += 1
+            continue
+        q = p00 * v * v + p11 * w * w + p22 * i * i + 2.0 * (p01 * v * w + p02 * v * i + p12 * w * i)
+        if q < lim:
+            continue
+        vp = a00 * v + a01 * w + a02 * i
+        if v + max(vp, 0.0) * H + 0.5 * alpha * math.sqrt(max(q, 0.0)) * H * H >= v_th:
+            cand[n_cand] = j
+            n_cand += 1
+    return n_cand
+
+
+@njit(cache=True)
 def _shared_pass(
     X: np.ndarray, tl: np.ndarray, t1: float, row: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
@@ -203,6 +258,9 @@ def _shared_pass(
 ) -> int:
     """Bring every neuron to t1 and add ``row`` to I; with ``screen``, list the neurons that may cross in
     [t1, t1 + H] (refractory ones whose window ends inside included) and return their number."""
+    if uniform:
+        return _shared_pass_uniform(X, tl, t1, row, ref_end, ref_spike, A, P, bnd, tau_w, tau_syn, av, v_reset,
+                                    v_th, H, Phi, s1, s2, cache, cPhi, out_r, cand, screen)
     n_cand = 0
     for j in range(X.shape[0]):
         x = X[j]
