@@ -51,8 +51,22 @@ class EpochBar:
             self.bar = None
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class _Termination:
+    """SIGTERM handling at a safe point: the handler only records the request, and the per-batch progress
+    callback raises KeyboardInterrupt (saved like Ctrl-C) after the batch. Raising from the handler itself
+    could land inside Numba while it loads a cached kernel, which turns the interrupt into a SystemError."""
+
+    def __init__(self, bar: EpochBar) -> None:
+        self.bar = bar
+        self.requested = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def progress(self, epoch: int, batch: int, n_batches: int, loss: float, acc: float) -> None:
+        self.bar(epoch, batch, n_batches, loss, acc)
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 def _shortcuts(**opts: Any) -> list[str]:
@@ -151,10 +165,11 @@ def train(
             typer.echo(line)
 
         t0 = time.perf_counter()
-        # a batch system's SIGTERM saves like Ctrl-C does
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # a batch system's SIGTERM saves like Ctrl-C does, after the batch in progress
+        term = _Termination(bar)
+        previous = signal.signal(signal.SIGTERM, term.handler)
         try:
-            result = run_training(cfg, run_dir, resume=ckpt, progress=bar, log=log)
+            result = run_training(cfg, run_dir, resume=ckpt, progress=term.progress, log=log)
         except TrainingInterrupted as exc:
             bar.close()
             typer.echo(f"\ninterrupted: state saved to {exc.checkpoint}; continue with "
