@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exactsnn.network import Network, Params
+from exactsnn.network import TIME_CONSTANTS, Network, Params
 
 __all__ = ["Adam", "AdamState", "Schedule", "adam_init", "adam_step", "lr_factor"]
 
 _DECAYS = ("none", "exponential", "cosine")
 TAU_MIN = 1e-4  # s: learned time constants stay at or above 0.1 ms
 A_MIN = -0.9  # learned adaptation couplings stay clear of the instability at a = -1
-_TIME_CONSTANTS = ("tau_mem[", "tau_syn[", "tau_w[")
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,7 @@ def adam_step(
         m = opt.beta1 * m + (1 - opt.beta1) * g
         v = opt.beta2 * state.v[name] + (1 - opt.beta2) * g * g
         is_delay = "delays" in name
-        is_tau = name.startswith(_TIME_CONSTANTS)
+        is_tau = name.partition("[")[0] in TIME_CONSTANTS
         lr = (opt.delay_rate if is_delay else opt.tau_rate if is_tau else opt.lr) * factor
         p = p_all[name]
         p -= lr * (m / (1 - opt.beta1**k)) / (np.sqrt(v / (1 - opt.beta2**k)) + opt.eps)

@@ -168,6 +168,15 @@ def _run_layer(
     cap = np.full(B, min(max(64, 4 * n, int(100.0 * n * t_max)), 1 << 16), dtype=np.int64)
     todo = np.arange(B)
     results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * B
+    # what the kernels need besides the batch: computed once, not per overflow retry
+    lin = linear_layer(layer, params.neuron[layer_idx]) if layer.linear_kernel else None
+    if layer.delays:
+        E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
+        ff_order, ff_delay = sort_delays(np.ascontiguousarray(params.delays[layer_idx]))
+        rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
+    else:  # the shared-clock kernels take no delay tables
+        ff_order = rec_order = np.zeros((1, 1), np.int64)
+        ff_delay = rec_delay = np.zeros((1, 1))
     while todo.size:
         sub = pre.select(todo) if todo.size != B else pre
         c = int(cap[todo].max())
@@ -176,12 +185,7 @@ def _run_layer(
         out_i = np.empty((todo.size, c))
         out_r = np.empty((todo.size, c))
         counts = np.zeros(todo.size, dtype=np.int64)
-        if layer.linear_kernel:
-            lin = linear_layer(layer, params.neuron[layer_idx])
-            D = params.delays[layer_idx]
-            E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
-            ff_order, ff_delay = sort_delays(np.ascontiguousarray(D))
-            rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
+        if lin is not None:
             run_linear_batch(
                 sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
                 np.ascontiguousarray(R), rec_order, rec_delay, has_rec, layer.delays,
@@ -189,10 +193,6 @@ def _run_layer(
                 nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, out_t, out_u, out_i, out_r, counts,
             )
         elif layer.delays:
-            D = params.delays[layer_idx]
-            E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
-            ff_order, ff_delay = sort_delays(np.ascontiguousarray(D))
-            rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
             run_queue_batch(
                 sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
                 np.ascontiguousarray(R), rec_order, rec_delay, has_rec,

@@ -137,15 +137,7 @@ def linear_sample(
         if kind == _CROSS:
             if count >= cap:
                 return -1
-            out_t[count] = t
-            out_u[count] = j
-            out_i[count] = x[2]
-            out_r[count] = math.nan
-            x[0] = v_reset
-            x[1] += bv[j]
-            if t_ref > 0.0:
-                ref_end[j] = t + t_ref
-                ref_spike[j] = count
+            _record_spike(j, t, x, ref_end, ref_spike, bv, v_reset, t_ref, count, out_t, out_u, out_i, out_r)
             if has_rec:
                 ta = t + rec_delay[j, 0]
                 if ta <= t_max:
@@ -163,9 +155,7 @@ def linear_sample(
             ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
             size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, version[j])
             seq += 1
-    for j in range(n):
-        if tl[j] < ref_end[j] <= t_max:
-            out_r[ref_spike[j]] = X[j, 2] * math.exp(-(ref_end[j] - tl[j]) / tau_syn[j])
+    _close_windows(X, tl, ref_end, ref_spike, tau_syn, t_max, out_r)
     return count
 
 
@@ -183,15 +173,35 @@ def _fire_linear(
     if not math.isnan(i_end):
         out_r[ref_spike[j]] = i_end
     tl[j] = tf
-    out_t[count] = tf
+    _record_spike(j, tf, x, ref_end, ref_spike, bv, v_reset, t_ref, count, out_t, out_u, out_i, out_r)
+
+
+@njit(cache=True)
+def _record_spike(
+    j: int, t: float, x: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray, bv: np.ndarray, v_reset: float,
+    t_ref: float, count: int, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+) -> None:
+    """Record spike ``count`` of neuron j (state x at its crossing t) and apply the reset: V = v_reset, w += b."""
+    out_t[count] = t
     out_u[count] = j
     out_i[count] = x[2]
     out_r[count] = math.nan
     x[0] = v_reset
     x[1] += bv[j]
     if t_ref > 0.0:
-        ref_end[j] = tf + t_ref
+        ref_end[j] = t + t_ref
         ref_spike[j] = count
+
+
+@njit(cache=True)
+def _close_windows(
+    X: np.ndarray, tl: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray, tau_syn: np.ndarray, t_max: float,
+    out_r: np.ndarray,
+) -> None:
+    """Record I at the end of every refractory window that closes by t_max after its neuron's last update."""
+    for j in range(X.shape[0]):
+        if tl[j] < ref_end[j] <= t_max:
+            out_r[ref_spike[j]] = X[j, 2] * math.exp(-(ref_end[j] - tl[j]) / tau_syn[j])
 
 
 @njit(cache=True)
@@ -395,9 +405,7 @@ def linear_dense_sample(
                                   v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand, True)
         ev = ev_end
         t = t_next
-    for j in range(n):
-        if tl[j] < ref_end[j] <= t_max:
-            out_r[ref_spike[j]] = X[j, 2] * math.exp(-(ref_end[j] - tl[j]) / tau_syn[j])
+    _close_windows(X, tl, ref_end, ref_spike, tau_syn, t_max, out_r)
     return count
 
 
@@ -416,8 +424,9 @@ def run_linear_batch(
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
     """:func:`linear_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
-    Wt = np.ascontiguousarray(W.T)
-    Rt = np.ascontiguousarray(R.T)
+    # the shared-clock kernel walks rows of presynaptic units; the heap kernel uses [post, pre]
+    Wt = W if delays else np.ascontiguousarray(W.T)
+    Rt = R if delays else np.ascontiguousarray(R.T)
     for b in prange(offsets.size - 1):
         lo = offsets[b]
         hi = offsets[b + 1]
