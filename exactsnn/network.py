@@ -151,8 +151,10 @@ class Params:
             raise ValueError("Params: neuron needs one dict of learned neuron parameters per layer")
         neuron = []
         for i, d in enumerate(nd):
+            if d is not None and not isinstance(d, dict):
+                raise ValueError(f"Params: neuron[{i}] must be a dict of name -> array, got {type(d).__name__}")
             entry = {}
-            for name, arr in dict(d or {}).items():
+            for name, arr in (d or {}).items():
                 a = np.array(arr, dtype=np.float64, copy=True)
                 if a.ndim != 1:
                     raise ValueError(f"Params: neuron[{i}][{name!r}] must be a 1-D array, got shape {a.shape}")

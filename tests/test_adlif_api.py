@@ -573,3 +573,11 @@ def test_config_builds_adlif_layers_that_learn():
 )
 def test_config_rejects_bad_learn(overrides, match):
     _raises_one_line(apply_overrides, Config(), overrides, match=match)
+
+
+def test_params_neuron_entries_must_be_dicts_of_vectors():
+    W = [np.zeros((2, 2))]
+    with pytest.raises(ValueError, match=r"neuron\[0\] must be a dict"):
+        es.Params(W, [np.zeros((2, 2))], None, None, [5])
+    with pytest.raises(ValueError, match="must be a 1-D array"):
+        es.Params(W, [np.zeros((2, 2))], None, None, [{"a": np.zeros((2, 2))}])
