@@ -104,7 +104,8 @@ class _TimedLoss:
 
 
 # functions of exactsnn.grad whose time is reported (wrapped only where the module has them)
-GRAD_FUNCTIONS = {"simulate": "fwd", "_readout_backward": "readout", "backward_batch": "kernel"}
+GRAD_FUNCTIONS = {"simulate": "fwd", "_readout_backward": "readout", "dense_backward_batch": "kernel",
+                  "queue_backward_batch": "kernel"}
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from exactsnn.engine.cpu.backward import backward_batch
+from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_batch
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.readout import readout_grads, readout_z
 from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
@@ -281,6 +281,10 @@ def loss_and_grad(
     ``(loss, grads, dt_in)`` with ``input_grad=True``, ``dt_in`` being dL/d(input spike time)
     aligned with ``batch.times``; ``outputs=True`` appends the forward pass's :class:`Outputs`
     (scores, spike counts). ``labels``: int array (B,). Times in seconds.
+
+    The delays of a LIF layer built with ``delays=False`` are fixed at zero, not parameters: their
+    entries in ``grads.delays`` / ``grads.recurrent_delays`` are zeros (build the layer with
+    ``delays=True`` to learn them).
     """
     loss = _default_loss() if loss is None else loss
     t_max = check_inputs(net, params, batch, t_max)
@@ -319,28 +323,34 @@ def loss_and_grad(
             if layer.recurrent:
                 gR[l], gE[l] = gr, ge
             continue
-        # the shared-clock kernel works on [pre, post] layouts, contiguous per presynaptic unit
-        tr = not layer.delays
-        shape_w = (n_threads, n_pre, n) if tr else (n_threads, n, n_pre)
-        bW, bD = np.zeros(shape_w), np.zeros(shape_w)
-        bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
         up = np.zeros(pre.n_events)
-        W = params.weights[l].T if tr else params.weights[l]
-        backward_batch(
-            layer.delays, pre.times, pre.units, pre.offsets,
-            np.ascontiguousarray(W), np.ascontiguousarray(params.delays[l]),
-            np.ascontiguousarray(R.T if tr else R), np.ascontiguousarray(E), layer.recurrent,
-            own.times, own.units, own.offsets, rec.spike_current[l], rec.refractory_current[l],
-            np.ascontiguousarray(down), nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
-            bW, bD, bR, bE, up,
-        )
-        gW[l], gD[l] = bW.sum(axis=0), bD.sum(axis=0)
-        if layer.recurrent:
-            gR[l], gE[l] = bR.sum(axis=0), bE.sum(axis=0)
-        if tr:
-            gW[l], gD[l] = gW[l].T.copy(), gD[l].T.copy()
+        if layer.delays:
+            bW, bD = np.zeros((n_threads, n, n_pre)), np.zeros((n_threads, n, n_pre))
+            bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
+            queue_backward_batch(
+                pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l]),
+                np.ascontiguousarray(params.delays[l]), np.ascontiguousarray(R), np.ascontiguousarray(E),
+                layer.recurrent, own.times, own.units, own.offsets, rec.spike_current[l], rec.refractory_current[l],
+                np.ascontiguousarray(down), nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
+                bW, bD, bR, bE, up,
+            )
+            gW[l], gD[l] = bW.sum(axis=0), bD.sum(axis=0)
             if layer.recurrent:
-                gR[l], gE[l] = gR[l].T.copy(), gE[l].T.copy()
+                gR[l], gE[l] = bR.sum(axis=0), bE.sum(axis=0)
+        else:
+            # shared-clock kernel: [pre, post] layouts, contiguous per presynaptic unit; no delays to learn
+            bW = np.zeros((n_threads, n_pre, n))
+            bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
+            dense_backward_batch(
+                pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
+                np.ascontiguousarray(R.T), layer.recurrent, own.times, own.units, own.offsets,
+                rec.spike_current[l], rec.refractory_current[l], np.ascontiguousarray(down),
+                nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, l > 0 or input_grad,
+                bW, bR, up,
+            )
+            gW[l], gD[l] = bW.sum(axis=0).T.copy(), np.zeros((n, n_pre))
+            if layer.recurrent:
+                gR[l], gE[l] = bR.sum(axis=0).T.copy(), np.zeros((n, n))
         down = up
     result: tuple = (value, Params(gW, gD, gR, gE, gN))
     if input_grad:

@@ -25,6 +25,7 @@ import numpy as np
 
 from exactsnn.engine.cpu.dense import run_dense_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
+from exactsnn.engine.cpu.order import canonical_order
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
 from exactsnn.events import SpikeBatch
@@ -228,8 +229,7 @@ def _run_layer(
     rcur = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0)
     offsets = np.concatenate([[0], np.cumsum([p[0].size for p in parts])]).astype(np.int64)
     # Kernels emit spikes in time order; put exact ties in canonical (time, unit) order.
-    sample_id = np.repeat(np.arange(B), np.diff(offsets))
-    order = np.lexsort((units, times, sample_id))
+    order = canonical_order(times, units, offsets)
     spikes = SpikeBatch(times[order], units[order], offsets, n_units=n)
     return spikes, icur[order], rcur[order]
 

@@ -225,6 +225,8 @@ def lif_first_crossing(
         return 0.0
     if not h > 0.0:
         return -1.0
+    if V0 + max(max(I0, 0.0) - V0, 0.0) * (h / tau_mem) < v_th:
+        return -1.0  # V' <= (max(I0, 0) - V)/tau_mem bounds V linearly: it cannot reach v_th by h
     s_star = lif_extremum(V0, I0, tau_mem, tau_syn)
     left = 0.0
     v_left = V0
@@ -238,6 +240,22 @@ def lif_first_crossing(
     if v_h >= v_th:
         return lif_polish_root(V0, I0, left, h, v_left, v_h, tau_mem, tau_syn, v_th, t0)
     return -1.0
+
+
+@register_jitable
+def lif_first_crossing_known(
+    V0: float, I0: float, h: float, a_m: float, c: float, tau_mem: float, tau_syn: float, v_th: float, t0: float
+) -> float:
+    """:func:`lif_first_crossing` when the stretch's factors ``(a_m, c, _) = lif_factors(h)`` are known.
+
+    V has at most one stationary point, so V(0) < v_th <= V(h) means exactly one crossing in
+    (0, h]: it is polished at once, without locating the extremum.
+    """
+    if V0 < v_th and h > 0.0:
+        v_h = a_m * V0 + c * I0
+        if v_h >= v_th:
+            return lif_polish_root(V0, I0, 0.0, h, V0, v_h, tau_mem, tau_syn, v_th, t0)
+    return lif_first_crossing(V0, I0, h, tau_mem, tau_syn, v_th, t0)
 
 
 @register_jitable

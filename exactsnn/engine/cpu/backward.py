@@ -67,100 +67,126 @@ def _spike_jump(
     return (term - tau_mem * down) / (I_spk[s] - v_th)
 
 
+@njit(cache=True, fastmath={"reassoc"})
+def _dot(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: float, inv_m: float) -> float:
+    """sum_j w_j (lam_I,j/tau_syn - lam_V,j/tau_mem): dL/dt of an arrival of row w at every neuron.
+
+    Reassociation only lets the sum be vectorised (a fixed order, so results stay reproducible).
+    """
+    acc = 0.0
+    for j in range(w.size):
+        acc += w[j] * (lam_I[j] * inv_s - lam_V[j] * inv_m)
+    return acc
+
+
+@njit(cache=True)
+def _decay_collect(
+    lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float, gw: np.ndarray
+) -> None:
+    """Carry the adjoints back over one stretch and add the new lam_I to ``gw`` (one fused pass)."""
+    for j in range(lam_V.size):
+        lv = lam_V[j]
+        li = cf * lv + a_s * lam_I[j]
+        lam_V[j] = a_m * lv
+        lam_I[j] = li
+        gw[j] += li
+
+
+@njit(cache=True)
+def _decay(lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float) -> None:
+    for j in range(lam_V.size):
+        lv = lam_V[j]
+        lam_I[j] = cf * lv + a_s * lam_I[j]
+        lam_V[j] = a_m * lv
+
+
+@njit(cache=True)
+def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
+    for j in range(lam_I.size):
+        gw[j] += lam_I[j]
+
+
 @njit(cache=True)
 def dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
-    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
-    gWt: np.ndarray, gDt: np.ndarray, gRt: np.ndarray, gEt: np.ndarray, up: np.ndarray,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
+    gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free layer.
 
-    ``down[s]``: dL/dt of own spike s from outside the layer; ``up[e]`` receives dL/dt of input
-    event e. Weights and gradients are transposed ([pre, post], contiguous per presynaptic unit):
-    gradients are added into gWt, gDt (n_pre, n) and gRt, gEt (n, n).
+    ``down[s]``: dL/dt of own spike s from outside the layer; with ``want_up``, ``up[e]`` receives
+    dL/dt of input event e (only a layer above another layer, or a caller asking for input-time
+    gradients, needs it). Weights and gradients are transposed ([pre, post], contiguous per
+    presynaptic unit): gradients are added into gWt (n_pre, n) and gRt (n, n). The layer has no
+    delays to learn, so no delay gradient is formed.
+
+    The three event streams (inputs, refractory ends, own spikes) are each in time order, so they
+    are merged backwards in O(events); at equal times inputs come first, then refractory ends, then
+    spikes (see the module docstring), each stream in its own order.
     """
     n = Wt.shape[1]
-    n_in = tin.size
     n_s = ts.size
-    # events: inputs, refractory ends, spikes (this order breaks ties, see the module docstring)
-    n_ref = 0
+    ie = np.searchsorted(tin, T, side="right") - 1  # inputs after T never reached the layer
+    i_s = n_s - 1
+    # refractory ends t_k + t_ref < T, in the order of the spikes
+    i_r = -1
     if t_ref > 0.0:
         for s in range(n_s):
             if ts[s] + t_ref < T:
-                n_ref += 1
-    m = n_in + n_ref + n_s
-    et = np.empty(m)
-    ek = np.empty(m, np.int64)
-    ei = np.empty(m, np.int64)
-    c = 0
-    for e in range(n_in):
-        et[c] = tin[e]
-        ek[c] = 0
-        ei[c] = e
-        c += 1
-    if t_ref > 0.0:
-        for s in range(n_s):
-            if ts[s] + t_ref < T:
-                et[c] = ts[s] + t_ref
-                ek[c] = 1
-                ei[c] = s
-                c += 1
-    for s in range(n_s):
-        et[c] = ts[s]
-        ek[c] = 2
-        ei[c] = s
-        c += 1
-    order = _reverse_order(et)
+                i_r = s
     lam_V = np.zeros(n)
     lam_I = np.zeros(n)
     stored = np.zeros(n_s)
     inv_s = 1.0 / tau_syn  # multiplications keep the per-neuron loops vectorisable
     inv_m = 1.0 / tau_mem
     t = T
-    for q in range(m):
-        idx = order[q]
-        te = et[idx]
-        if te > T:
-            continue  # inputs after T never reached the layer
+    while ie >= 0 or i_r >= 0 or i_s >= 0:
+        te = -np.inf
+        if ie >= 0:
+            te = tin[ie]
+        if i_r >= 0 and ts[i_r] + t_ref > te:
+            te = ts[i_r] + t_ref
+        if i_s >= 0 and ts[i_s] > te:
+            te = ts[i_s]
+        # the first index of each stream's block at te
+        e0 = ie
+        while e0 >= 0 and tin[e0] == te:
+            e0 -= 1
+        r0 = i_r
+        while r0 >= 0 and ts[r0] + t_ref == te:
+            r0 -= 1
+        s0 = i_s
+        while s0 >= 0 and ts[s0] == te:
+            s0 -= 1
         if te < t:
             a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
-            for j in range(n):
-                lv = lam_V[j]
-                lam_V[j] = a_m * lv
-                lam_I[j] = cf * lv + a_s * lam_I[j]
+            if ie > e0:
+                # the common case, fused: decay, then the first input's weight gradient
+                _decay_collect(lam_V, lam_I, a_m, cf, a_s, gWt[uin[e0 + 1]])
+            else:
+                _decay(lam_V, lam_I, a_m, cf, a_s)
             t = te
-        kind = ek[idx]
-        i = ei[idx]
-        if kind == 0:
-            w = Wt[uin[i]]
-            gw = gWt[uin[i]]
-            gd = gDt[uin[i]]
-            acc = 0.0
-            for j in range(n):
-                x = lam_I[j] * inv_s - lam_V[j] * inv_m
-                gw[j] += lam_I[j]
-                gd[j] += w[j] * x
-                acc += w[j] * x
-            up[i] += acc
-        elif kind == 1:
-            k = us[i]
-            stored[i] = (I_ref[i] - v_reset) * lam_V[k]
+        elif ie > e0:
+            _collect(lam_I, gWt[uin[e0 + 1]])
+        for e in range(e0 + 1, ie + 1):
+            if e > e0 + 1:
+                _collect(lam_I, gWt[uin[e]])
+            if want_up:
+                up[e] += _dot(Wt[uin[e]], lam_I, lam_V, inv_s, inv_m)
+        for s in range(r0 + 1, i_r + 1):
+            k = us[s]
+            stored[s] = (I_ref[s] - v_reset) * lam_V[k]
             lam_V[k] = 0.0
-        else:
-            k = us[i]
-            d = down[i]
+        for s in range(s0 + 1, i_s + 1):
+            k = us[s]
+            d = down[s]
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
-                r = Rt[k]
-                gr = gRt[k]
-                ge = gEt[k]
-                for j in range(n):
-                    x = lam_I[j] * inv_s - lam_V[j] * inv_m
-                    gr[j] += lam_I[j]
-                    ge[j] += r[j] * x
-                    d += r[j] * x
-            lam_V[k] = _spike_jump(lam_V[k], i, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+                _collect(lam_I, gRt[k])
+                d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
+            lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+        ie, i_r, i_s = e0, r0, s0
 
 
 @njit(cache=True)
@@ -268,31 +294,39 @@ def queue_backward_sample(
 
 
 @njit(parallel=True, cache=True)
-def backward_batch(
-    delays: bool, times: np.ndarray, units: np.ndarray, offsets: np.ndarray,
+def dense_backward_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
+    s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
+    down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
+    want_up: bool, gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
+) -> None:
+    """:func:`dense_backward_sample` over every sample (prange); gWt, gRt have a leading per-thread axis."""
+    for b in prange(offsets.size - 1):
+        tid = get_thread_id()
+        lo, hi = offsets[b], offsets[b + 1]
+        slo, shi = s_offsets[b], s_offsets[b + 1]
+        dense_backward_sample(
+            times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi],
+            I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T, want_up,
+            gWt[tid], gRt[tid], up[lo:hi],
+        )
+
+
+@njit(parallel=True, cache=True)
+def queue_backward_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray,
     W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
     down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
     gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
 ) -> None:
-    """Reverse replay of every sample (prange); gW etc. have a leading per-thread axis.
-
-    With ``delays`` the arrays are in [post, pre] layout; without, W, R and the gradient buffers
-    are transposed ([pre, post]) for the shared-clock kernel.
-    """
+    """:func:`queue_backward_sample` over every sample (prange); [post, pre] layouts, per-thread gradient axis."""
     for b in prange(offsets.size - 1):
         tid = get_thread_id()
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
-        if delays:
-            queue_backward_sample(
-                times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi],
-                I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
-                gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
-            )
-        else:
-            dense_backward_sample(
-                times[lo:hi], units[lo:hi], W, R, has_rec, s_times[slo:shi], s_units[slo:shi],
-                I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
-                gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
-            )
+        queue_backward_sample(
+            times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi],
+            I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
+            gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
+        )

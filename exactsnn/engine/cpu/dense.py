@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from exactsnn.neurons.lif import lif_factors, lif_next_spike, lif_voltage
+from exactsnn.neurons.lif import lif_factors, lif_first_crossing_known, lif_next_spike, lif_voltage
 
 
 @register_jitable
@@ -97,7 +97,7 @@ def _advance(
         return keep, 0
     n_cand = 0
     if flagged > 0:
-        n_cand = _list_flagged(V, I, k, v_th, cand)
+        n_cand = _list_flagged(V, I, k, v_th, cand, flagged)
     else:
         # the shared pass saw the clamped voltage of neurons whose window just ended
         for r in range(n_ended):
@@ -115,13 +115,28 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray) -> int:
+def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray, flagged: int) -> int:
+    """List the ``flagged`` neurons that :func:`_may_cross` flags (the count is known: stop at the last)."""
     n_cand = 0
     for j in range(V.size):
         if _may_cross(V[j], I[j], k, v_th):
             cand[n_cand] = j
             n_cand += 1
+            if n_cand == flagged:
+                break
     return n_cand
+
+
+@register_jitable
+def _predict(
+    V: float, I: float, t: float, t_next: float, ref_end: float, fa: float, fc: float,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
+) -> float:
+    """:func:`lif_next_spike` on (t, t_next] given that stretch's shared factors (fa, fc)."""
+    if ref_end > t:
+        return lif_next_spike(V, I, t, t_next, ref_end, tau_mem, tau_syn, v_th, v_reset)
+    s = lif_first_crossing_known(V, I, t_next - t, fa, fc, tau_mem, tau_syn, v_th, t)
+    return -1.0 if s < 0.0 else t + s
 
 
 @njit(cache=True)
@@ -152,7 +167,7 @@ def _screen(
     flagged = 0
     for j in range(V.size):
         flagged += _may_cross(V[j], I[j], k, v_th)
-    n_cand = _list_flagged(V, I, k, v_th, cand) if flagged > 0 else 0
+    n_cand = _list_flagged(V, I, k, v_th, cand, flagged) if flagged > 0 else 0
     return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
 
@@ -217,9 +232,12 @@ def dense_sample(
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
+        if n_cand > 0 and t_next - t != fh:
+            fh = t_next - t
+            fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
         for k in range(n_cand):
             j = cand[k]
-            pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, tau_mem, tau_syn, v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -268,9 +286,12 @@ def dense_sample(
             if n_fired > 1:
                 n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
             t = best
+            if n_cand > 0:
+                fh = t_next - t
+                fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
             for k in range(n_cand):
                 j = cand[k]
-                pred[j] = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
