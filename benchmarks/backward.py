@@ -17,9 +17,11 @@ For each variant and thread count, in the same process and on the same batch:
 * ``l&g``: wall time of ``es.loss_and_grad(net, params, batch, labels, loss=es.losses.SumExp(),
   t_max)``, i.e. forward + loss + backward;
 * ``bwd`` = l&g - fwd (medians), and the ratio bwd / fwd (target: at most 2);
+* synaptic events per second per core of the forward and of the backward: (input events x n_hidden
+  + hidden spikes x (n_hidden if recurrent + 20 readout units)) / seconds / threads;
 * a breakdown of the l&g calls, from timing wrappers put around what ``exactsnn.grad`` calls
-  (``simulate``, ``_readout_backward``, ``backward_batch``, and the loss's ``readout`` /
-  ``integrals`` methods): the forward inside l&g; the readout part (loss value and adjoints,
+  (``simulate``, ``_readout_backward``, ``dense_backward_batch`` / ``queue_backward_batch``, and the
+  loss's ``readout`` / ``integrals`` methods): the forward inside l&g; the readout part (loss value and adjoints,
   readout gradients, dL/dt of the hidden spikes), of which the loss's own methods; the hidden
   layer's reverse-replay kernel; what is left (checks, per-thread gradient buffers, their sums);
 * memory of one extra call of each: ``tracemalloc`` peak and ``ru_maxrss`` growth (peak mark reset
@@ -182,6 +184,15 @@ class Row:
         return statistics.median(p[key] for p in self.parts)
 
     @property
+    def syn_events(self) -> int:
+        """Synaptic events of the batch: input events x n_hidden + hidden spikes x (recurrent fan-out + readout)."""
+        fan_out = (self.n_hidden if self.name in ("recurrent", "delays") else 0) + N_READOUT
+        return self.input_events * self.n_hidden + self.hidden_spikes * fan_out
+
+    def events_per_core(self, seconds: float) -> float:
+        return self.syn_events / seconds / self.threads
+
+    @property
     def rate_hz(self) -> float:
         return self.hidden_spikes / (self.batch * self.n_hidden * self.t_max)
 
@@ -196,7 +207,9 @@ class Row:
             "loss_and_grad_parts_median_s": {k: self.part(k) for k in PARTS},
             "loss_and_grad_parts_s": self.parts,
             "input_events": self.input_events, "hidden_spikes": self.hidden_spikes,
-            "hidden_rate_hz": self.rate_hz, "loss": self.loss,
+            "hidden_rate_hz": self.rate_hz, "loss": self.loss, "synaptic_events": self.syn_events,
+            "forward_syn_events_per_s_per_core": self.events_per_core(self.fwd),
+            "backward_syn_events_per_s_per_core": self.events_per_core(self.bwd),
             "memory": self.mem,
         }
 
@@ -254,14 +267,16 @@ def _mib(x: float | None) -> str:
 
 def print_table(rows: list[Row]) -> None:
     head = (f"{'variant':<12} {'thr':>3} {'fwd s':>8} {'l&g s':>8} {'bwd s':>8} {'bwd/fwd':>8} {'(cpu)':>6} "
-            f"{'rate Hz':>7} | {'readout':>7} {'(loss)':>7} {'kernel':>7} {'other':>7} | "
+            f"{'rate Hz':>7} {'fwd ev/s/c':>10} {'bwd ev/s/c':>10} | "
+            f"{'readout':>7} {'(loss)':>7} {'kernel':>7} {'other':>7} | "
             f"{'fwd tm':>7} {'l&g tm':>7} {'fwd rss':>7} {'l&g rss':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
         m = r.mem
         print(f"{r.name:<12} {r.threads:>3} {r.fwd:>8.3f} {r.lag:>8.3f} {r.bwd:>8.3f} {r.ratio:>8.2f} "
-              f"{r.cpu_ratio:>6.2f} {r.rate_hz:>7.1f} | {r.part('readout'):>7.3f} {r.part('loss'):>7.3f} "
+              f"{r.cpu_ratio:>6.2f} {r.rate_hz:>7.1f} {r.events_per_core(r.fwd):>10.3e} "
+              f"{r.events_per_core(r.bwd):>10.3e} | {r.part('readout'):>7.3f} {r.part('loss'):>7.3f} "
               f"{r.part('kernel'):>7.3f} {r.part('other'):>7.3f} | "
               f"{_mib(m.get('forward_tracemalloc_mib')):>7} {_mib(m.get('loss_and_grad_tracemalloc_mib')):>7} "
               f"{_mib(m.get('forward_maxrss_delta_mib')):>7} {_mib(m.get('loss_and_grad_maxrss_delta_mib')):>7}")
@@ -306,10 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     print("fwd s     = median wall time of es.simulate on the batch; l&g s = of es.loss_and_grad (SumExp)")
     print("bwd s     = l&g s - fwd s; bwd/fwd = bwd s / fwd s (target <= 2); (cpu) = same ratio on process")
     print("            CPU time (all threads; robust to other load, includes OpenMP spin-waiting)")
+    print("ev/s/c    = synaptic events (input events x hidden + hidden spikes x (recurrent fan-out + 20 readout))")
+    print("            per second per core, of the forward (fwd s) and of the backward alone (bwd s)")
     print("breakdown = median seconds inside one l&g call: readout = _readout_backward (loss value, its")
     print("            adjoints, readout gradients, dL/dt of the hidden spikes), (loss) = the part of it spent")
-    print("            in the loss's own readout/integrals methods, kernel = backward_batch (hidden layer's")
-    print("            reverse replay), other = l&g - its forward - readout - kernel (checks, buffers, sums)")
+    print("            in the loss's own readout/integrals methods, kernel = dense_/queue_backward_batch")
+    print("            (hidden layer's reverse replay), other = l&g - its forward - readout - kernel")
+    print("            (checks, buffers, sums)")
     print("tm        = tracemalloc peak (MiB) of one call; rss = ru_maxrss growth (MiB) during one call"
           + (", peak mark reset first" if rows and rows[0].mem.get("peak_rss_reset") else ""))
     machine = machine_info(load0[0])

@@ -21,7 +21,6 @@ import numpy as np
 
 from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_batch
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
-from exactsnn.engine.cpu.readout import readout_grads, readout_z
 from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
@@ -60,24 +59,36 @@ def _readout_shared_times(
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_readout_backward` for a delay-free readout and an integral loss.
 
-    Every presynaptic spike reaches all readout units at its own time, so the loss's integrals are
-    evaluated once per spike instead of once per (spike, unit) arrival.
+    Every presynaptic spike s (unit u_s, sample b_s, time t_s) reaches all readout units at t_s, so
+    with the loss's integrals F_s = F(t_s), H_s = H_mem(t_s) (see :mod:`exactsnn.losses`) and
+    S[b, u] = sum over the spikes s of unit u in sample b of F_s::
+
+        z = S W^T,   c = dL/dz,   lam_I = c[b_s, o] F_s,   lam_V = c[b_s, o] H_s
+        dL/dW = c^T S,   dL/dt_s = (F_s/tau_syn - H_s/tau_mem) (c W)[b_s, u_s]
+
+    (the arrival gradient x = W[o, u_s] (lam_I/tau_syn - lam_V/tau_mem) summed over o). The loss's
+    integrals are evaluated once per spike and the rest is two small matrix products. The
+    readout's delays are not parameters here (zero, not learned): their gradient is zero.
     """
     from exactsnn.losses import _cross_entropy
 
     L = len(rec.net.layers) - 1
     nrn = rec.net.layers[L].neuron
-    W = np.ascontiguousarray(rec.params.weights[L])
+    W = rec.params.weights[L]
+    n_pre = W.shape[1]
     pre = rec.layer_input(L)
     B = len(pre)
     sample = np.repeat(np.arange(B), pre.counts())
     t = pre.times
     h_mem, _, F = loss.integrals(t, rec.t_max, nrn.tau_mem, nrn.tau_syn) if t.size else (t, t, t)
-    h_mem, F = np.ascontiguousarray(h_mem, dtype=np.float64), np.ascontiguousarray(F, dtype=np.float64)
-    z = readout_z(pre.units, sample, W, F, B)
+    h_mem, F = np.asarray(h_mem, dtype=np.float64), np.asarray(F, dtype=np.float64)
+    flat = sample * n_pre + pre.units
+    S = np.bincount(flat, weights=F, minlength=B * n_pre).reshape(B, n_pre)
+    z = S @ W.T
     value, c = _cross_entropy(z, labels)
-    gW, gD, down = readout_grads(pre.units, sample, W, F, h_mem, np.ascontiguousarray(c), nrn.tau_mem, nrn.tau_syn)
-    return float(value), gW, gD, down, z
+    gW = c.T @ S
+    down = (F / nrn.tau_syn - h_mem / nrn.tau_mem) * (c @ W).ravel()[flat]
+    return float(value), gW, np.zeros_like(W), down, z
 
 
 def _readout_backward(
@@ -282,7 +293,7 @@ def loss_and_grad(
     aligned with ``batch.times``; ``outputs=True`` appends the forward pass's :class:`Outputs`
     (scores, spike counts). ``labels``: int array (B,). Times in seconds.
 
-    The delays of a LIF layer built with ``delays=False`` are fixed at zero, not parameters: their
+    The delays of a layer built with ``delays=False`` are fixed at zero, not parameters: their
     entries in ``grads.delays`` / ``grads.recurrent_delays`` are zeros (build the layer with
     ``delays=True`` to learn them).
     """
@@ -348,10 +359,16 @@ def loss_and_grad(
                 nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, l > 0 or input_grad,
                 bW, bR, up,
             )
-            gW[l], gD[l] = bW.sum(axis=0).T.copy(), np.zeros((n, n_pre))
+            gW[l] = bW.sum(axis=0).T.copy()
             if layer.recurrent:
-                gR[l], gE[l] = bR.sum(axis=0).T.copy(), np.zeros((n, n))
+                gR[l] = bR.sum(axis=0).T.copy()
         down = up
+    for l, layer in enumerate(net.layers):
+        if not layer.delays:
+            # fixed zero delays are not parameters (see the docstring); some kernels skip them anyway
+            gD[l] = np.zeros_like(params.weights[l])
+            if layer.recurrent:
+                gE[l] = np.zeros_like(params.recurrent_weights[l])
     result: tuple = (value, Params(gW, gD, gR, gE, gN))
     if input_grad:
         result += (down,)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from exactsnn.engine.cpu.jit import helper
 from exactsnn.neurons.lif import lif_factors
 
 
@@ -54,7 +55,7 @@ def _reverse_order(times: np.ndarray) -> np.ndarray:
     return np.argsort(-times, kind="mergesort")
 
 
-@njit(cache=True)
+@helper
 def _spike_jump(
     lam_V: float, s: int, I_spk: np.ndarray, I_ref: np.ndarray, stored: np.ndarray, down: float,
     t_ref: float, tau_mem: float, v_th: float, v_reset: float,
@@ -67,7 +68,7 @@ def _spike_jump(
     return (term - tau_mem * down) / (I_spk[s] - v_th)
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, _nrt=False, fastmath={"reassoc"})
 def _dot(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: float, inv_m: float) -> float:
     """sum_j w_j (lam_I,j/tau_syn - lam_V,j/tau_mem): dL/dt of an arrival of row w at every neuron.
 
@@ -79,7 +80,7 @@ def _dot(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: float, inv_
     return acc
 
 
-@njit(cache=True)
+@helper
 def _decay_collect(
     lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float, gw: np.ndarray
 ) -> None:
@@ -92,7 +93,7 @@ def _decay_collect(
         gw[j] += li
 
 
-@njit(cache=True)
+@helper
 def _decay(lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float) -> None:
     for j in range(lam_V.size):
         lv = lam_V[j]
@@ -100,7 +101,7 @@ def _decay(lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: flo
         lam_V[j] = a_m * lv
 
 
-@njit(cache=True)
+@helper
 def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
     for j in range(lam_I.size):
         gw[j] += lam_I[j]

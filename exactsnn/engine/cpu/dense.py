@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from exactsnn.engine.cpu.jit import helper
 from exactsnn.neurons.lif import lif_factors, lif_first_crossing_known, lif_next_spike, lif_voltage
 
 
@@ -41,12 +42,12 @@ def _may_cross(v: float, i: float, k: float, v_th: float) -> bool:
     return v + max(max(i, 0.0) - v, 0.0) * k >= v_th
 
 
-@njit(cache=True)
+@helper
 def _advance(
     V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, aV: float, cI: float, aI: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
-    vfix: np.ndarray, ended: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_r: np.ndarray,
-    screen: bool, t2: float, v_th: float, cand: np.ndarray,
+    vfix: np.ndarray, ended: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_i: np.ndarray,
+    out_r: np.ndarray, t_ref: float, screen: bool, t2: float, v_th: float, cand: np.ndarray,
 ) -> tuple[int, int]:
     """Bring the layer from t0 to t1 and add ``row`` to I; returns (n_ref, n_cand).
 
@@ -61,10 +62,14 @@ def _advance(
     for r in range(n_ref):
         j = ref_list[r]
         te = ref_end[j]
-        if te > t1:
-            vfix[r] = v_reset
+        if te >= t1:
+            vfix[r] = v_reset  # (at te == t1 the free evolution from v_reset has not started)
+            if te == t1 and t_ref > 0.0:
+                out_r[ref_spike[j]] = I[j] * math.exp(-(te - t0) / tau_syn)
         else:
-            I_end = I[j] * math.exp(-(te - t0) / tau_syn)
+            # without refractoriness the window ends at the spike: its current is already recorded
+            # (the same expression, evaluated in _fire from the same state)
+            I_end = out_i[ref_spike[j]] if t_ref == 0.0 else I[j] * math.exp(-(te - t0) / tau_syn)
             out_r[ref_spike[j]] = I_end
             vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_mem, tau_syn)
     k = (t2 - t1) / tau_mem
@@ -108,13 +113,13 @@ def _advance(
     return keep, _list_pending(ref_list, keep, ref_end, t2, cand, n_cand)
 
 
-@njit(cache=True)
+@helper
 def _add_row(I: np.ndarray, row: np.ndarray) -> None:
     for j in range(I.size):
         I[j] += row[j]
 
 
-@njit(cache=True)
+@helper
 def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray, flagged: int) -> int:
     """List the ``flagged`` neurons that :func:`_may_cross` flags (the count is known: stop at the last)."""
     n_cand = 0
@@ -139,7 +144,7 @@ def _predict(
     return -1.0 if s < 0.0 else t + s
 
 
-@njit(cache=True)
+@helper
 def _list_pending(
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, t2: float, cand: np.ndarray, n_cand: int
 ) -> int:
@@ -152,7 +157,7 @@ def _list_pending(
     return n_cand
 
 
-@njit(cache=True)
+@helper
 def _screen(
     V: np.ndarray, I: np.ndarray, t1: float, t2: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, cand: np.ndarray, tau_mem: float, v_th: float,
@@ -171,7 +176,7 @@ def _screen(
     return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
 
-@njit(cache=True)
+@helper
 def _fire(
     j: int, tf: float, t: float, V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, in_ref: np.ndarray,
     ref_list: np.ndarray, n_ref: int, ref_spike: np.ndarray, t_ref: float, v_reset: float, tau_syn: float,
@@ -251,7 +256,10 @@ def dense_sample(
                     n_ref = _fire(j, tf, t, V, I, ref_end, in_ref, ref_list, n_ref, ref_spike, t_ref, v_reset,
                                   tau_syn, count, out_t, out_u, out_i, out_r)
                     count += 1
-                    tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+                    tf = -1.0
+                    # it restarts from v_reset with a current below max(I[j], 0): screen before solving
+                    if _may_cross(v_reset, I[j], (t_next - ref_end[j]) / tau_mem, v_th):
+                        tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
             n_cand = 0
         while n_cand > 0:
             best = math.inf
@@ -278,7 +286,7 @@ def dense_sample(
             # zero-delay recurrent input changes every neuron: bring the layer to the spike
             fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
             n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
-                                     ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r,
+                                     ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref,
                                      n_fired == 1, t_next, v_th, cand)
             fh = -1.0
             for k in range(1, n_fired):
@@ -304,7 +312,8 @@ def dense_sample(
             fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
         single = ev_end == ev + 1
         n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
-                                 in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_r, single, t2, v_th, cand)
+                                 in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, single, t2, v_th,
+                                 cand)
         for e in range(ev + 1, ev_end):
             _add_row(I, Wt[uin[e]])
         if not single:
@@ -315,7 +324,7 @@ def dense_sample(
     if n_ref > 0:
         fa, fc, fi = lif_factors(t_max - t, tau_mem, tau_syn)
         _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                 vfix, ended, tau_mem, tau_syn, v_reset, out_r, False, t_max, v_th, cand)
+                 vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from exactsnn.engine.cpu.jit import helper
 
-@njit(cache=True)
+
+@helper
 def _less(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, i: int, j: int) -> bool:
     if ht[i] != ht[j]:
         return ht[i] < ht[j]
@@ -21,7 +23,7 @@ def _less(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, i: int, j: int) -> boo
     return hs[i] < hs[j]
 
 
-@njit(cache=True)
+@helper
 def _swap(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, i: int, j: int) -> None:
     ht[i], ht[j] = ht[j], ht[i]
     hk[i], hk[j] = hk[j], hk[i]
@@ -30,7 +32,7 @@ def _swap(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np
     hb[i], hb[j] = hb[j], hb[i]
 
 
-@njit(cache=True)
+@helper
 def _sift_down(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int) -> None:
     """Restore the heap order below the root."""
     i = 0
@@ -49,7 +51,7 @@ def _sift_down(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, h
             break
 
 
-@njit(cache=True)
+@helper
 def heap_push(
     ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int,
     t: float, kind: int, seq: int, a: int, b: int,
@@ -71,7 +73,7 @@ def heap_push(
     return size + 1
 
 
-@njit(cache=True)
+@helper
 def heap_pop(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int) -> int:
     """Remove the minimum (read it from index 0 first); returns the new size."""
     size -= 1
@@ -81,7 +83,7 @@ def heap_pop(ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb:
     return size
 
 
-@njit(cache=True)
+@helper
 def heap_replace_top(
     ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int,
     t: float, kind: int, seq: int, a: int, b: int,

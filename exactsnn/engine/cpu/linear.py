@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
+from exactsnn.engine.cpu.jit import helper
 from exactsnn.neurons.linear import advance, expm_into, may_cross_before, next_spike
 
 _CROSS = 0
@@ -159,7 +160,7 @@ def linear_sample(
     return count
 
 
-@njit(cache=True)
+@helper
 def _fire_linear(
     j: int, tf: float, X: np.ndarray, tl: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray, A: np.ndarray,
     tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_reset: float, t_ref: float,
@@ -176,7 +177,7 @@ def _fire_linear(
     _record_spike(j, tf, x, ref_end, ref_spike, bv, v_reset, t_ref, count, out_t, out_u, out_i, out_r)
 
 
-@njit(cache=True)
+@helper
 def _record_spike(
     j: int, t: float, x: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray, bv: np.ndarray, v_reset: float,
     t_ref: float, count: int, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
@@ -193,7 +194,7 @@ def _record_spike(
         ref_spike[j] = count
 
 
-@njit(cache=True)
+@helper
 def _close_windows(
     X: np.ndarray, tl: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray, tau_syn: np.ndarray, t_max: float,
     out_r: np.ndarray,
@@ -204,7 +205,7 @@ def _close_windows(
             out_r[ref_spike[j]] = X[j, 2] * math.exp(-(ref_end[j] - tl[j]) / tau_syn[j])
 
 
-@njit(cache=True)
+@helper
 def _shared_pass_uniform(
     X: np.ndarray, tl: np.ndarray, t1: float, row: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
@@ -259,7 +260,7 @@ def _shared_pass_uniform(
     return n_cand
 
 
-@njit(cache=True)
+@helper
 def _shared_pass(
     X: np.ndarray, tl: np.ndarray, t1: float, row: np.ndarray, ref_end: np.ndarray, ref_spike: np.ndarray,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
@@ -409,7 +410,7 @@ def linear_dense_sample(
     return count
 
 
-@njit(cache=True)
+@helper
 def _add_row(X: np.ndarray, row: np.ndarray) -> None:
     for j in range(X.shape[0]):
         X[j, 2] += row[j]
