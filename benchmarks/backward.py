@@ -31,7 +31,9 @@ Timed calls alternate (fwd, l&g, fwd, l&g, ...) so that slow drifts of the machi
 Every figure is taken with the chosen number of Numba threads and again with one thread.
 
 Run: ``python benchmarks/backward.py [--quick] [--batch 32] [--hidden 256] [--rate 10] [--t-max 1.0]
-[--repeats 3] [--slow-repeats 1] [--threads N] [--variants recurrent,feedforward,delays] [--json PATH]``.
+[--repeats 3] [--slow-repeats 1] [--threads N] [--variants recurrent,feedforward,delays] [--json PATH]
+[--png PATH]``. With ``--png`` the bare shared-decay loop of ``forward.py`` is also timed and drawn as the
+reference line of the throughput chart.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from forward import (  # noqa: E402
     make_net,
     parse_workload,
     resolve_gain,
+    run_baseline,
     workload_parser,
 )
 
@@ -282,9 +285,42 @@ def print_table(rows: list[Row]) -> None:
               f"{_mib(m.get('forward_maxrss_delta_mib')):>7} {_mib(m.get('loss_and_grad_maxrss_delta_mib')):>7}")
 
 
+def write_png(rows: list[Row], bare: dict[int, float], path: str) -> None:
+    """Bar chart: forward and backward synaptic events/s per core per variant and thread count, with
+    the bare shared-decay loop (input-layer updates/s per core) and the 1e9 target as lines."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no PNG (pip install -e '.[bench]')")
+        return
+    labels = [f"{r.name}\n{r.threads} thr" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 4.2))
+    ax.bar(x - 0.2, [r.events_per_core(r.fwd) for r in rows], 0.4, label="forward")
+    ax.bar(x + 0.2, [r.events_per_core(r.bwd) for r in rows], 0.4, label="backward")
+    for i, (nt, v) in enumerate(sorted(bare.items())):
+        ax.axhline(v, color="0.4", ls=":" if i else "--", lw=1, label=f"bare shared-decay loop, {nt} thr")
+    ax.axhline(1e9, color="tab:red", lw=1, label="target 1e9 /s/core")
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("synaptic events / s / core")
+    ax.set_title("exactsnn throughput, SHD-shaped workload")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = workload_parser(__doc__, VARIANTS, "timed (fwd, l&g) pairs", "the queue-kernel variant delays")
     p.add_argument("--no-memory", action="store_true", help="skip the (untimed) memory calls")
+    p.add_argument("--png", default=None, help="write a throughput bar chart here (with the bare loop), "
+                   "e.g. benchmarks/results/throughput.png")
     a, variants, threads_list = parse_workload(p, VARIANTS, argv)
     _sum_exp_loss()  # fail early if the losses module is missing
 
@@ -333,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info(load0[0])
     print(f"load average before/after: {load0[0]:.2f} / {machine['loadavg_1min_before_after'][1]:.2f} (1 min) "
           f"on {os.cpu_count()} CPUs")
+    bare: dict[int, float] = {}
+    if a.png:
+        bare = {r.threads: r.input_updates_per_core for r in run_baseline(a.hidden, batch, threads_list, a.repeats)}
+        print("bare shared-decay loop: " + ", ".join(f"{v:.3e} updates/s/core at {nt} thr" for nt, v in bare.items()))
+        write_png(rows, bare, a.png)
     if a.json:
         doc = {
             "machine": machine,
@@ -342,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                          "input_events": int(batch.n_events), "input_weight_gain": gain,
                          "input_weight_mean": MEAN_REL * std, "input_weight_std": std},
             "variants": [r.as_dict() for r in rows],
+            "bare_loop_updates_per_s_per_core": bare,
         }
         with open(a.json, "w") as f:
             json.dump(doc, f, indent=2)

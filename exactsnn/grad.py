@@ -208,6 +208,9 @@ def _forward_loss(
         first, _ = first_spike_times(rec.spikes[-1], net.layers[-1].size)
         value, _ = loss.spike_loss(first, lab, t_max)
         scores = _first_spike_scores(first, t_max)
+    elif not net.layers[-1].delays and hasattr(loss, "integrals"):
+        # the same arithmetic as loss_and_grad, so both report bit-identical scores
+        value, _, _, _, scores = _readout_shared_times(rec, lab, loss)
     else:
         t_a, w_a, o_a, b_a, _ = _readout_arrivals(rec)
         nrn = net.layers[-1].neuron

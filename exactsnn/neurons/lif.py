@@ -186,8 +186,19 @@ def lif_polish_root(
         x = 0.5 * (lo + hi)
     dx = hi - lo
     dx_old = 2.0 * dx
+    delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
     for _ in range(200):
-        a_m, c, a_s = lif_factors(x, tau_mem, tau_syn)
+        a_m = math.exp(-x / tau_mem)
+        y = x * delta
+        if abs(y) < 1.0:
+            # V exactly as lif_voltage computes it; e^{-x/tau_syn} = a_m e^{y} only steers the
+            # Newton step, so it comes from the same expm1 instead of a third exponential
+            em = math.expm1(y) if y != 0.0 else 0.0
+            c = a_m * (x / tau_mem) * (em / y if y != 0.0 else 1.0)
+            a_s = a_m + a_m * em
+        else:
+            a_s = math.exp(-x / tau_syn)
+            c = lif_coupling_from(a_m, a_s, x, tau_mem, tau_syn)
         V = a_m * V0 + c * I0
         f = V - v_th
         if f >= 0.0:

@@ -93,6 +93,23 @@ def _decay_collect(
         gw[j] += li
 
 
+@njit(cache=True, _nrt=False, fastmath={"reassoc"})
+def _decay_collect_dot(
+    lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float, gr: np.ndarray, r: np.ndarray,
+    inv_s: float, inv_m: float,
+) -> float:
+    """:func:`_decay`, then ``gr += lam_I`` and the :func:`_dot` of ``r``, in one pass (a lone spike)."""
+    acc = 0.0
+    for j in range(lam_V.size):
+        lv = a_m * lam_V[j]
+        li = cf * lam_V[j] + a_s * lam_I[j]
+        lam_V[j] = lv
+        lam_I[j] = li
+        gr[j] += li
+        acc += r[j] * (li * inv_s - lv * inv_m)
+    return acc
+
+
 @helper
 def _decay(lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: float) -> None:
     for j in range(lam_V.size):
@@ -160,6 +177,15 @@ def dense_backward_sample(
         s0 = i_s
         while s0 >= 0 and ts[s0] == te:
             s0 -= 1
+        if te < t and has_rec and ie == e0 and i_r == r0 and i_s == s0 + 1:
+            # the common recurrent case, fused: a lone spike after an event-free stretch
+            a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
+            t = te
+            k = us[i_s]
+            d = down[i_s] + _decay_collect_dot(lam_V, lam_I, a_m, cf, a_s, gRt[k], Rt[k], inv_s, inv_m)
+            lam_V[k] = _spike_jump(lam_V[k], i_s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+            i_s = s0
+            continue
         if te < t:
             a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
             if ie > e0:
