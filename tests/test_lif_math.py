@@ -29,7 +29,9 @@ from hypothesis import strategies as st
 from exactsnn.neurons.lif import (
     lif_coupling,
     lif_extremum,
+    lif_factors,
     lif_first_crossing,
+    lif_first_crossing_known,
     lif_may_cross,
     lif_voltage,
 )
@@ -130,10 +132,16 @@ def voltage_tol(V0, I0, s, tm, ts) -> float:
     return 8 * EPS * cond * scale
 
 
-def check_first_crossing(V0, I0, h, tm, ts, v_th, t0):
-    """Assert lif_first_crossing(...) is the exact first crossing up to the evaluation error."""
+def first_crossing_known(V0, I0, h, tm, ts, v_th, t0):
+    """lif_first_crossing_known with the stretch's factors computed as the dense kernel does."""
+    a_m, c, a_s = lif_factors(h, tm, ts)
+    return lif_first_crossing_known(V0, I0, h, a_m, c, a_s, tm, ts, v_th, t0)
+
+
+def check_first_crossing(V0, I0, h, tm, ts, v_th, t0, fn=lif_first_crossing):
+    """Assert fn(...) (lif_first_crossing by default) is the exact first crossing up to the evaluation error."""
     with mp.workdps(MP_DPS):
-        got = lif_first_crossing(V0, I0, h, tm, ts, v_th, t0)
+        got = fn(V0, I0, h, tm, ts, v_th, t0)
         if V0 >= v_th:
             assert got == 0.0
             return
@@ -464,6 +472,46 @@ def test_first_crossing_grazing_property(V0, margin, taus_):
     assume(v_mp(V0, I0, h, tm, ts) < 1.0)
     assert lif_first_crossing(V0, I0, h, tm, ts, 1.0, 0.0) >= 0.0
     check_first_crossing(V0, I0, h, tm, ts, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(("tm", "ts"), [(0.02, 0.005), (0.005, 0.02), (0.01, 0.01)])
+@pytest.mark.parametrize("V0", [0.0, 0.6])
+@pytest.mark.parametrize("margin", [1e-6, 1e-9, 1e-12, -1e-9])
+@pytest.mark.parametrize("horizon", [0.5, 1.0 + 1e-9, 1.3, 4.0])
+def test_first_crossing_known_factors_grazing(tm, ts, V0, margin, horizon):
+    """The known-factors shortcut (rising at both ends => no interior maximum) must not hide a grazing
+    peak: horizons just past the peak (V'(h) ~ 0), before it and well after it."""
+    I0, s_star, _ = _psp_peak_current(V0, tm, ts, 1.0, margin)
+    check_first_crossing(V0, I0, float(horizon * s_star), tm, ts, 1.0, 0.25, fn=first_crossing_known)
+
+
+def test_first_crossing_known_factors_random():
+    rng = np.random.default_rng(5)
+    n_cross = 0
+    for _ in range(250):
+        tm = 10 ** rng.uniform(-3, -1)
+        ts = tm if rng.random() < 0.2 else tm * 10 ** rng.uniform(-1.3, 1.3)
+        v_th = rng.choice([1.0, rng.uniform(-1, 2)])
+        V0 = v_th - abs(rng.normal())
+        I0 = rng.normal() * 4
+        h = rng.uniform(0, 5 * max(tm, ts)) if rng.random() < 0.5 else rng.exponential(2e-4)
+        check_first_crossing(V0, I0, h, tm, ts, v_th, rng.uniform(0, 1), fn=first_crossing_known)
+        n_cross += first_crossing_known(V0, I0, h, tm, ts, v_th, 0.0) >= 0
+    assert 30 < n_cross < 220
+
+
+@given(
+    V0=state(3, 1.5),
+    I0=state(10),
+    frac=st.floats(0, 6),
+    taus_=tau_pairs(),
+    v_th=st.one_of(st.just(1.0), st.floats(-1, 2)),
+    t0=st.floats(0, 2),
+)
+@settings(deadline=None)
+def test_first_crossing_known_factors_property(V0, I0, frac, taus_, v_th, t0):
+    tm, ts = taus_
+    check_first_crossing(V0, I0, frac * max(tm, ts), tm, ts, v_th, t0, fn=first_crossing_known)
 
 
 def test_first_crossing_jitted_matches_python():

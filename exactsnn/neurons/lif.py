@@ -255,17 +255,26 @@ def lif_first_crossing(
 
 @register_jitable
 def lif_first_crossing_known(
-    V0: float, I0: float, h: float, a_m: float, c: float, tau_mem: float, tau_syn: float, v_th: float, t0: float
+    V0: float, I0: float, h: float, a_m: float, c: float, a_s: float,
+    tau_mem: float, tau_syn: float, v_th: float, t0: float,
 ) -> float:
-    """:func:`lif_first_crossing` when the stretch's factors ``(a_m, c, _) = lif_factors(h)`` are known.
+    """:func:`lif_first_crossing` when the stretch's factors ``(a_m, c, a_s) = lif_factors(h)`` are known.
 
     V has at most one stationary point, so V(0) < v_th <= V(h) means exactly one crossing in
-    (0, h]: it is polished at once, without locating the extremum.
+    (0, h]: it is polished at once, without locating the extremum. With V(h) < v_th a crossing
+    needs an interior maximum, i.e. V rising at 0 (I0 > V0) and falling at h: V'(h) =
+    (a_s I0 - V(h))/tau_mem clearly positive (beyond its rounding) rules it out in O(1).
     """
-    if V0 < v_th and h > 0.0:
-        v_h = a_m * V0 + c * I0
-        if v_h >= v_th:
-            return lif_polish_root(V0, I0, 0.0, h, V0, v_h, tau_mem, tau_syn, v_th, t0)
+    if V0 >= v_th or not h > 0.0:
+        return lif_first_crossing(V0, I0, h, tau_mem, tau_syn, v_th, t0)
+    v_h = a_m * V0 + c * I0
+    if v_h >= v_th:
+        return lif_polish_root(V0, I0, 0.0, h, V0, v_h, tau_mem, tau_syn, v_th, t0)
+    if I0 <= V0:
+        return -1.0  # V falls first: its maximum on [0, h] is max(V0, V(h)) < v_th
+    i_h = a_s * I0
+    if i_h - v_h > 1e-12 * (abs(i_h) + abs(v_h)):
+        return -1.0  # rising at both ends: monotone, its maximum is V(h) < v_th
     return lif_first_crossing(V0, I0, h, tau_mem, tau_syn, v_th, t0)
 
 

@@ -134,13 +134,13 @@ def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.
 
 @register_jitable
 def _predict(
-    V: float, I: float, t: float, t_next: float, ref_end: float, fa: float, fc: float,
+    V: float, I: float, t: float, t_next: float, ref_end: float, fa: float, fc: float, fi: float,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
 ) -> float:
-    """:func:`lif_next_spike` on (t, t_next] given that stretch's shared factors (fa, fc)."""
+    """:func:`lif_next_spike` on (t, t_next] given that stretch's shared factors (fa, fc, fi)."""
     if ref_end > t:
         return lif_next_spike(V, I, t, t_next, ref_end, tau_mem, tau_syn, v_th, v_reset)
-    s = lif_first_crossing_known(V, I, t_next - t, fa, fc, tau_mem, tau_syn, v_th, t)
+    s = lif_first_crossing_known(V, I, t_next - t, fa, fc, fi, tau_mem, tau_syn, v_th, t)
     return -1.0 if s < 0.0 else t + s
 
 
@@ -242,7 +242,7 @@ def dense_sample(
             fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
         for k in range(n_cand):
             j = cand[k]
-            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, tau_mem, tau_syn, v_th, v_reset)
+            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tau_mem, tau_syn, v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -299,7 +299,7 @@ def dense_sample(
                 fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
             for k in range(n_cand):
                 j = cand[k]
-                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, tau_mem, tau_syn, v_th, v_reset)
+                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
