@@ -70,7 +70,7 @@ import exactsnn as es
 from exactsnn.data.poisson import poisson_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for forward.py, this module's sibling
-from forward import N_INPUTS, N_READOUT, machine_info, make_net  # noqa: E402
+from forward import N_INPUTS, N_READOUT, _clear_peak_rss, machine_info, make_net  # noqa: E402
 
 TAU_MEM = 20e-3
 TAU_SYN = 5e-3
@@ -100,14 +100,7 @@ def hwm_mib() -> float:
     return _status_kib("VmHWM") / 1024
 
 
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux ``/proc/self/clear_refs``); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+reset_peak = _clear_peak_rss  # resets VmHWM to the current RSS (Linux /proc/self/clear_refs); False where not allowed
 
 
 def snntorch_available() -> str | None:
