@@ -715,3 +715,30 @@ def test_voltage_queries_at_window_ends_and_outside():
         assert "\n" not in str(err.value)
     with pytest.raises(ValueError):
         rec.voltage(1, [0.05])
+
+
+def test_candidate_listing_counts_neurons_whose_voltage_was_patched():
+    """_advance lists candidates after patching the refractory neurons' V; a patched neuron that only
+    becomes a candidate then must not crowd out a neuron the shared pass flagged (listing stops early
+    once the known number of candidates is found)."""
+    import numpy as np
+
+    from exactsnn.engine.cpu.dense import _advance
+    from exactsnn.neurons.lif import lif_factors
+
+    tm, ts, v_th, v_reset, t_ref = 20e-3, 5e-3, 1.0, 0.95, 5e-3
+    t0, t1, t2 = 0.0, 10e-3, 11e-3
+    V = np.array([v_reset, 0.0, 0.99])  # neuron 0 held at v_reset (window ends just before t1)
+    I = np.array([0.1, 0.0, 2.0])
+    row = np.array([3.0, 0.0, 3.0])
+    aV, cI, aI = lif_factors(t1 - t0, tm, ts)
+    ref_list = np.array([0, 0, 0])
+    ref_end = np.array([t1 - 1e-4, -np.inf, -np.inf])
+    ref_spike = np.zeros(3, np.int64)
+    in_ref = np.array([True, False, False])
+    cand = np.empty(7, np.int64)
+    keep, n_cand = _advance(V, I, row, t0, t1, aV, cI, aI, ref_list, 1, ref_end, ref_spike, in_ref,
+                            np.empty(3), np.empty(3, np.int64), tm, ts, v_reset, np.zeros(1), np.zeros(1), t_ref,
+                            True, t2, v_th, cand)
+    assert keep == 0
+    assert sorted(cand[:n_cand]) == [0, 2]

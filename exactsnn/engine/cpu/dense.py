@@ -102,7 +102,8 @@ def _advance(
         return keep, 0
     n_cand = 0
     if flagged > 0:
-        n_cand = _list_flagged(V, I, k, v_th, cand, flagged)
+        # the n_ref patched neurons may have changed their flags: at most flagged + n_ref to find
+        n_cand = _list_flagged(V, I, k, v_th, cand, flagged + n_ref)
     else:
         # the shared pass saw the clamped voltage of neurons whose window just ended
         for r in range(n_ended):
@@ -121,7 +122,7 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 @helper
 def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray, flagged: int) -> int:
-    """List the ``flagged`` neurons that :func:`_may_cross` flags (the count is known: stop at the last)."""
+    """List the neurons that :func:`_may_cross` flags; ``flagged`` bounds their number (stop when reached)."""
     n_cand = 0
     for j in range(V.size):
         if _may_cross(V[j], I[j], k, v_th):
