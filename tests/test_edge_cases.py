@@ -718,9 +718,8 @@ def test_voltage_queries_at_window_ends_and_outside():
 
 
 def test_candidate_listing_counts_neurons_whose_voltage_was_patched():
-    """_advance lists candidates after patching the refractory neurons' V; a patched neuron that only
-    becomes a candidate then must not crowd out a neuron the shared pass flagged (listing stops early
-    once the known number of candidates is found)."""
+    """_advance lists candidates after patching the refractory neurons' V: a patched neuron that only
+    becomes a candidate then is listed, and so is the neuron the shared pass flagged."""
     import numpy as np
 
     from exactsnn.engine.cpu.dense import _advance
@@ -738,7 +737,7 @@ def test_candidate_listing_counts_neurons_whose_voltage_was_patched():
     in_ref = np.array([True, False, False])
     cand = np.empty(7, np.int64)
     keep, n_cand = _advance(V, I, row, t0, t1, aV, cI, aI, ref_list, 1, ref_end, ref_spike, in_ref,
-                            np.empty(3), np.empty(3, np.int64), tm, ts, v_reset, np.zeros(1), np.zeros(1), t_ref,
+                            np.empty(3), np.zeros(8, np.uint8), tm, ts, v_reset, np.zeros(1), np.zeros(1), t_ref,
                             True, t2, v_th, cand)
     assert keep == 0
     assert sorted(cand[:n_cand]) == [0, 2]

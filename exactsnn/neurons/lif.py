@@ -215,6 +215,11 @@ def lif_polish_root(
             x = newton
             if abs(dx) <= tol:
                 return x
+            # Newton's error after this step is C dx^2 with C = |V''| / (2 V'), V'' = -(a_s I0/tau_syn + V')/tau_mem;
+            # over a step this short C is constant to ~|dx|/tau, so 4 C dx^2 <= tol saves the confirming evaluation
+            c2 = (abs(a_s * I0) / tau_syn + d1) / (2.0 * tau_mem * d1)
+            if 4.0 * c2 * dx * dx <= tol:
+                return x
         else:
             dx_old = dx
             dx = 0.5 * (hi - lo)

@@ -46,7 +46,7 @@ def _may_cross(v: float, i: float, k: float, v_th: float) -> bool:
 def _advance(
     V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, aV: float, cI: float, aI: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
-    vfix: np.ndarray, ended: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_i: np.ndarray,
+    vfix: np.ndarray, flags: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float, out_i: np.ndarray,
     out_r: np.ndarray, t_ref: float, screen: bool, t2: float, v_th: float, cand: np.ndarray,
 ) -> tuple[int, int]:
     """Bring the layer from t0 to t1 and add ``row`` to I; returns (n_ref, n_cand).
@@ -55,7 +55,7 @@ def _advance(
     ``ref_list`` (reset pending or refractory) get their exact V at t1: v_reset while the window
     lasts, else the free evolution from v_reset at the window's end (whose current is recorded).
     With ``screen``, the same pass also lists the neurons that may cross in (t1, t2] (see
-    :func:`_screen`); otherwise n_cand is 0.
+    :func:`_screen`; their flags go to ``flags``); otherwise n_cand is 0.
     """
     n = V.size
     # patched voltages use the current at t0, so compute them before the shared pass
@@ -80,14 +80,15 @@ def _advance(
             i = aI * I[j] + row[j]
             I[j] = i
             V[j] = v
-            flagged += _may_cross(v, i, k, v_th)
+            f = _may_cross(v, i, k, v_th)
+            flags[j] = f
+            flagged += f
     else:
         for j in range(n):
             v = aV * V[j] + cI * I[j]
             I[j] = aI * I[j] + row[j]
             V[j] = v
     keep = 0
-    n_ended = 0
     for r in range(n_ref):
         j = ref_list[r]
         V[j] = vfix[r]
@@ -96,21 +97,14 @@ def _advance(
             keep += 1
         else:
             in_ref[j] = False
-            ended[n_ended] = j
-            n_ended += 1
+        if screen:
+            # the shared pass saw the clamped voltage: flag the patched one instead
+            f = _may_cross(V[j], I[j], k, v_th)
+            flagged += int(f) - int(flags[j])
+            flags[j] = f
     if not screen:
         return keep, 0
-    n_cand = 0
-    if flagged > 0:
-        # the n_ref patched neurons may have changed their flags: at most flagged + n_ref to find
-        n_cand = _list_flagged(V, I, k, v_th, cand, flagged + n_ref)
-    else:
-        # the shared pass saw the clamped voltage of neurons whose window just ended
-        for r in range(n_ended):
-            j = ended[r]
-            if _may_cross(V[j], I[j], k, v_th):
-                cand[n_cand] = j
-                n_cand += 1
+    n_cand = _list_flags(flags, cand) if flagged > 0 else 0
     return keep, _list_pending(ref_list, keep, ref_end, t2, cand, n_cand)
 
 
@@ -121,15 +115,20 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 
 @helper
-def _list_flagged(V: np.ndarray, I: np.ndarray, k: float, v_th: float, cand: np.ndarray, flagged: int) -> int:
-    """List the neurons that :func:`_may_cross` flags; ``flagged`` bounds their number (stop when reached)."""
+def _list_flags(flags: np.ndarray, cand: np.ndarray) -> int:
+    """List the neurons whose flag is set; returns their number.
+
+    ``flags`` (uint8, one per neuron, zero padding to a multiple of 8) is read eight at a time: a
+    flagged neuron is rare, so the scan costs about n/8 word tests instead of n scalar screens.
+    """
+    words = flags.view(np.uint64)
     n_cand = 0
-    for j in range(V.size):
-        if _may_cross(V[j], I[j], k, v_th):
-            cand[n_cand] = j
-            n_cand += 1
-            if n_cand == flagged:
-                break
+    for w in range(words.size):
+        if words[w] != 0:
+            for j in range(8 * w, 8 * w + 8):
+                if flags[j]:
+                    cand[n_cand] = j
+                    n_cand += 1
     return n_cand
 
 
@@ -160,8 +159,8 @@ def _list_pending(
 
 @helper
 def _screen(
-    V: np.ndarray, I: np.ndarray, t1: float, t2: float,
-    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, cand: np.ndarray, tau_mem: float, v_th: float,
+    V: np.ndarray, I: np.ndarray, t1: float, t2: float, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray,
+    cand: np.ndarray, flags: np.ndarray, tau_mem: float, v_th: float,
 ) -> int:
     """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
 
@@ -172,8 +171,10 @@ def _screen(
     k = (t2 - t1) / tau_mem
     flagged = 0
     for j in range(V.size):
-        flagged += _may_cross(V[j], I[j], k, v_th)
-    n_cand = _list_flagged(V, I, k, v_th, cand, flagged) if flagged > 0 else 0
+        f = _may_cross(V[j], I[j], k, v_th)
+        flags[j] = f
+        flagged += f
+    n_cand = _list_flags(flags, cand) if flagged > 0 else 0
     return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
 
@@ -222,7 +223,7 @@ def dense_sample(
     ref_list = np.empty(n, np.int64)
     ref_spike = np.zeros(n, np.int64)
     vfix = np.empty(n)
-    ended = np.empty(n, np.int64)
+    flags = np.zeros(8 * ((n + 7) // 8), np.uint8)  # screen results; the padding stays 0
     pred = np.full(n, -1.0)
     fired = np.empty(n, np.int64)
     cand = np.empty(2 * n + 1, np.int64)
@@ -232,7 +233,7 @@ def dense_sample(
     t = 0.0
     ev = 0
     # rest may already be at or above threshold (v_th <= 0)
-    n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
+    n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
     fh = -1.0  # the stretch length the cached factors (fa, fc, fi) belong to
     fa = fc = fi = 0.0
     while True:
@@ -287,13 +288,13 @@ def dense_sample(
             # zero-delay recurrent input changes every neuron: bring the layer to the spike
             fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
             n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
-                                     ref_spike, in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref,
+                                     ref_spike, in_ref, vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref,
                                      n_fired == 1, t_next, v_th, cand)
             fh = -1.0
             for k in range(1, n_fired):
                 _add_row(I, Rt[fired[k]])
             if n_fired > 1:
-                n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
+                n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
             t = best
             if n_cand > 0:
                 fh = t_next - t
@@ -313,19 +314,19 @@ def dense_sample(
             fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
         single = ev_end == ev + 1
         n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
-                                 in_ref, vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, single, t2, v_th,
+                                 in_ref, vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, single, t2, v_th,
                                  cand)
         for e in range(ev + 1, ev_end):
             _add_row(I, Wt[uin[e]])
         if not single:
-            n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, tau_mem, v_th)
+            n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
         ev = ev_end
         t = t_next
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
         fa, fc, fi = lif_factors(t_max - t, tau_mem, tau_syn)
         _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                 vfix, ended, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
+                 vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count
