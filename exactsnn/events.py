@@ -64,11 +64,32 @@ def _scan(times: np.ndarray, units: np.ndarray, offsets: np.ndarray, n_units: in
     return _OK, -1, ties
 
 
-def _canonical_ties(times: np.ndarray, units: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder events within ties of equal time by unit (times are already sorted per sample)."""
-    sample_id = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-    order = np.lexsort((units, times, sample_id))
-    return times[order], units[order]
+@njit(cache=True)
+def _before(ta: float, ua: int, tb: float, ub: int) -> bool:
+    return ta < tb or (ta == tb and ua < ub)
+
+
+@njit(cache=True)
+def canonical_order(times: np.ndarray, units: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Permutation that sorts each sample's events by (time, unit) (stable; samples stay in place).
+
+    An insertion sort per sample: O(events + displacements), so O(events) for the nearly sorted
+    inputs it gets (ties out of unit order here; the kernels' records, whose disorder stays within
+    one inter-input stretch), where a global lexsort took a sixth of a batch-32 forward pass.
+    """
+    order = np.arange(times.size)
+    for b in range(offsets.size - 1):
+        lo, hi = offsets[b], offsets[b + 1]
+        for i in range(lo + 1, hi):
+            k = order[i]
+            if not _before(times[k], units[k], times[order[i - 1]], units[order[i - 1]]):
+                continue
+            j = i
+            while j > lo and _before(times[k], units[k], times[order[j - 1]], units[order[j - 1]]):
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = k
+    return order
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +144,8 @@ class SpikeBatch:
             raise ValueError(f"SpikeBatch: sample {b} {messages[verdict]}")
         units = units_scan.astype(np.int32)  # a copy: never alias the caller's data
         if ties:
-            times, units = _canonical_ties(times, units, offsets)
+            order = canonical_order(times, units, offsets)
+            times, units = times[order], units[order]
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "units", np.ascontiguousarray(units))
         object.__setattr__(self, "offsets", offsets)

@@ -1,9 +1,9 @@
-"""Canonical (time, unit) order of recorded spikes (exactsnn.engine.cpu.order) against np.lexsort."""
+"""Canonical (time, unit) order of a batch's events (exactsnn.events.canonical_order) against np.lexsort."""
 
 import numpy as np
 import pytest
 
-from exactsnn.engine.cpu.order import canonical_order
+from exactsnn.events import canonical_order
 
 
 def _lexsort(times, units, offsets):

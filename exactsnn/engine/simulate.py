@@ -25,10 +25,9 @@ import numpy as np
 
 from exactsnn.engine.cpu.dense import run_dense_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
-from exactsnn.engine.cpu.order import canonical_order
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
-from exactsnn.events import SpikeBatch
+from exactsnn.events import SpikeBatch, canonical_order
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons.linear import crossing_bounds, system_matrices
 
@@ -228,7 +227,8 @@ def _run_layer(
     icur = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
     rcur = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0)
     offsets = np.concatenate([[0], np.cumsum([p[0].size for p in parts])]).astype(np.int64)
-    # Kernels emit spikes in time order; put exact ties in canonical (time, unit) order.
+    # kernels emit spikes nearly in time order (the feedforward path runs one neuron at a time up to
+    # the next input); put them, ties included, in canonical (time, unit) order
     order = canonical_order(times, units, offsets)
     spikes = SpikeBatch(times[order], units[order], offsets, n_units=n)
     return spikes, icur[order], rcur[order]
