@@ -33,6 +33,7 @@ from exactsnn.neurons.lif import (
     lif_first_crossing,
     lif_first_crossing_known,
     lif_may_cross,
+    lif_may_reach,
     lif_voltage,
 )
 
@@ -522,6 +523,24 @@ def test_may_cross_is_conservative(V0, I0, taus_, v_th):
         assert _sup_mp(V0, I0, tm, ts) < v_th
     # 30 time constants (s/tm <= 600 for the tau ratios drawn; longer gaps: test_voltage_long_gap_is_finite)
     assert lif_first_crossing(V0, I0, 30 * max(tm, ts), tm, ts, v_th, 0.0) == -1.0
+
+
+@given(
+    V0=state(3, 1.5),
+    I0=state(10),
+    frac=st.floats(0, 3),
+    taus_=tau_pairs(),
+    v_th=st.one_of(st.just(1.0), st.floats(-1, 2)),
+)
+@settings(deadline=None)
+def test_may_reach_is_conservative(V0, I0, frac, taus_, v_th):
+    """The per-stretch screen of the kernels: False only if the exact V stays below v_th over k tau_mem."""
+    tm, ts = taus_
+    h = frac * tm
+    if lif_may_reach(V0, I0, h / tm, v_th):
+        return
+    with mp.workdps(MP_DPS):
+        assert max_on_mp(V0, I0, h, tm, ts) < v_th
 
 
 def test_may_cross_cases():

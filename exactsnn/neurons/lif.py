@@ -241,8 +241,8 @@ def lif_first_crossing(
         return 0.0
     if not h > 0.0:
         return -1.0
-    if V0 + max(max(I0, 0.0) - V0, 0.0) * (h / tau_mem) < v_th:
-        return -1.0  # V' <= (max(I0, 0) - V)/tau_mem bounds V linearly: it cannot reach v_th by h
+    if not lif_may_reach(V0, I0, h / tau_mem, v_th):
+        return -1.0
     s_star = lif_extremum(V0, I0, tau_mem, tau_syn)
     left = 0.0
     v_left = V0
@@ -281,6 +281,15 @@ def lif_first_crossing_known(
     if i_h - v_h > 1e-12 * (abs(i_h) + abs(v_h)):
         return -1.0  # rising at both ends: monotone, its maximum is V(h) < v_th
     return lif_first_crossing(V0, I0, h, tau_mem, tau_syn, v_th, t0)
+
+
+@register_jitable
+def lif_may_reach(V: float, I: float, k: float, v_th: float) -> bool:
+    """Exact screen: False only if V stays below v_th for a stretch of k tau_mem without input.
+
+    V' = (I - V)/tau_mem <= (max(I0, 0) - V)/tau_mem, so V(s) <= V0 + max(max(I0, 0) - V0, 0) s/tau_mem.
+    """
+    return V + max(max(I, 0.0) - V, 0.0) * k >= v_th
 
 
 @register_jitable

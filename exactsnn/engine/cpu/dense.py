@@ -30,16 +30,13 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.jit import helper
-from exactsnn.neurons.lif import lif_factors, lif_first_crossing_known, lif_next_spike, lif_voltage
-
-
-@register_jitable
-def _may_cross(v: float, i: float, k: float, v_th: float) -> bool:
-    """Exact screen: False only if V stays below v_th for a stretch of k tau_mem without input.
-
-    V' = (I - V)/tau_mem <= (max(I0, 0) - V)/tau_mem, so V(s) <= V0 + max(max(I0, 0) - V0, 0) s/tau_mem.
-    """
-    return v + max(max(i, 0.0) - v, 0.0) * k >= v_th
+from exactsnn.neurons.lif import (
+    lif_factors,
+    lif_first_crossing_known,
+    lif_may_reach,
+    lif_next_spike,
+    lif_voltage,
+)
 
 
 @helper
@@ -80,7 +77,7 @@ def _advance(
             i = aI * I[j] + row[j]
             I[j] = i
             V[j] = v
-            flagged += _may_cross(v, i, k, v_th)
+            flagged += lif_may_reach(v, i, k, v_th)
     else:
         for j in range(n):
             v = aV * V[j] + cI * I[j]
@@ -95,7 +92,7 @@ def _advance(
             keep += 1
         else:
             in_ref[j] = False
-        if screen and flagged == 0 and _may_cross(V[j], I[j], k, v_th):
+        if screen and flagged == 0 and lif_may_reach(V[j], I[j], k, v_th):
             flagged = 1  # the shared pass saw the clamped voltage; the patched one may cross
     if not screen:
         return keep, 0
@@ -111,14 +108,14 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 @helper
 def _list_flags(V: np.ndarray, I: np.ndarray, k: float, v_th: float, flags: np.ndarray, cand: np.ndarray) -> int:
-    """List the neurons that :func:`_may_cross` flags; returns their number.
+    """List the neurons that :func:`~exactsnn.neurons.lif.lif_may_reach` flags; returns their number.
 
     A vectorised pass stores the flags (uint8, zero padding to a multiple of 8), then they are read
     eight at a time: a flagged neuron is rare, so this costs a fraction of a scalar screen-and-branch
     loop, which took ~10 % of the forward pass. Called only when something was flagged.
     """
     for j in range(V.size):
-        flags[j] = _may_cross(V[j], I[j], k, v_th)
+        flags[j] = lif_may_reach(V[j], I[j], k, v_th)
     words = flags.view(np.uint64)
     n_cand = 0
     for w in range(words.size):
@@ -162,14 +159,14 @@ def _screen(
 ) -> int:
     """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
 
-    The screen :func:`_may_cross` is exact (no input until t2). A vectorisable counting pass comes
-    first; the list is built only when something was flagged. Neurons whose reset window ends
-    before t2 are always listed.
+    The screen :func:`~exactsnn.neurons.lif.lif_may_reach` is exact (no input until t2). A
+    vectorisable counting pass comes first; the list is built only when something was flagged.
+    Neurons whose reset window ends before t2 are always listed.
     """
     k = (t2 - t1) / tau_mem
     flagged = 0
     for j in range(V.size):
-        flagged += _may_cross(V[j], I[j], k, v_th)
+        flagged += lif_may_reach(V[j], I[j], k, v_th)
     n_cand = _list_flags(V, I, k, v_th, flags, cand) if flagged > 0 else 0
     return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
@@ -256,7 +253,7 @@ def dense_sample(
                     count += 1
                     tf = -1.0
                     # it restarts from v_reset with a current below max(I[j], 0): screen before solving
-                    if _may_cross(v_reset, I[j], (t_next - ref_end[j]) / tau_mem, v_th):
+                    if lif_may_reach(v_reset, I[j], (t_next - ref_end[j]) / tau_mem, v_th):
                         tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
             n_cand = 0
         while n_cand > 0:
