@@ -102,14 +102,6 @@ class LI:
 
 # ----------------------------------------------------------------------------- scalar maths
 @register_jitable
-def phi_expm1(x: float) -> float:
-    """expm1(x)/x with its limit 1 at x = 0."""
-    if x == 0.0:
-        return 1.0
-    return math.expm1(x) / x
-
-
-@register_jitable
 def log1p_ratio(x: float) -> float:
     """log1p(x)/x with its limit 1 at x = 0 (x > -1)."""
     if x == 0.0:
@@ -128,8 +120,14 @@ def lif_coupling_from(a_m: float, a_s: float, s: float, tau_mem: float, tau_syn:
     delta = (tau_syn - tau_mem) / (tau_mem * tau_syn)
     x = s * delta
     if abs(x) < 1.0:
-        return a_m * (s / tau_mem) * phi_expm1(x)
+        return _coupling_near(a_m, s, tau_mem, x, math.expm1(x))
     return (a_s - a_m) / (tau_mem * delta)
+
+
+@register_jitable
+def _coupling_near(a_m: float, s: float, tau_mem: float, x: float, em: float) -> float:
+    """c(s) = a_m (s/tau_mem) expm1(x)/x for x = s delta, |x| < 1, given em = expm1(x) (limit 1 at x = 0)."""
+    return a_m * (s / tau_mem) * (em / x if x != 0.0 else 1.0)
 
 
 @register_jitable
@@ -193,8 +191,8 @@ def lif_polish_root(
         if abs(y) < 1.0:
             # V exactly as lif_voltage computes it; e^{-x/tau_syn} = a_m e^{y} only steers the
             # Newton step, so it comes from the same expm1 instead of a third exponential
-            em = math.expm1(y) if y != 0.0 else 0.0
-            c = a_m * (x / tau_mem) * (em / y if y != 0.0 else 1.0)
+            em = math.expm1(y)
+            c = _coupling_near(a_m, x, tau_mem, y, em)
             a_s = a_m + a_m * em
         else:
             a_s = math.exp(-x / tau_syn)
