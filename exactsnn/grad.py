@@ -264,8 +264,10 @@ def _linear_layer_backward(
     n, n_pre = layer.size, net.fan_in(l)
     pre, own = rec.layer_input(l), rec.spikes[l]
     lin = linear_layer(layer, params.neuron[l])
-    bW, bD = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n_pre, n))
-    bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
+    bW, bR = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n, n))
+    # a delay-free layer's delays are not parameters: the kernel leaves these buffers alone
+    bD = np.zeros((n_threads, n_pre, n) if layer.delays else (n_threads, 1, 1))
+    bE = np.zeros((n_threads, n, n) if layer.delays else (n_threads, 1, 1))
     bP = np.zeros((n_threads, n, 5))
     up = np.zeros(pre.n_events)
     want = any(name != "b" for name in layer.learn)

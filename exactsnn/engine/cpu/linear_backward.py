@@ -79,7 +79,8 @@ def linear_backward_sample(
     gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample; gradients are added to gWt, gDt (n_pre, n), gRt, gEt (n, n), gP (n, 5)
-    (columns tau_mem, tau_w, tau_syn, a, b) and up (dL/dt of each input event).
+    (columns tau_mem, tau_w, tau_syn, a, b) and up (dL/dt of each input event). gDt and gEt are only
+    touched with ``delays`` (without, the layer's delays are not parameters).
 
     Weights, delays and their gradients are transposed ([pre, post]): the arrivals of one presynaptic
     spike walk along a contiguous row.
@@ -252,13 +253,15 @@ def linear_backward_sample(
             u = uin[i]
             g = lam_j[2] / ts - lam_j[0] / tm
             gWt[u, j] += lam_j[2]
-            gDt[u, j] += Wt[u, j] * g
+            if delays:  # a delay-free layer's delays are not parameters
+                gDt[u, j] += Wt[u, j] * g
             up[i] += Wt[u, j] * g
         elif kind == _REC:
             k = us_[i]
             g = lam_j[2] / ts - lam_j[0] / tm
             gRt[k, j] += lam_j[2]
-            gEt[k, j] += Rt[k, j] * g
+            if delays:
+                gEt[k, j] += Rt[k, j] * g
             rec_down[i] += Rt[k, j] * g
         elif kind == _REF:
             # releasing the clamp later leaves V short of its free slope at the window's end
