@@ -41,6 +41,14 @@ _REC = 2
 
 
 @njit(cache=True)
+def _scratch() -> tuple:
+    """Per-sample work arrays of the propagator and the crossing search: Phi, s1, s2, cPhi (3, 3),
+    the cached stretch length (-1: none), and four 3-vectors."""
+    return (np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.full(1, -1.0),
+            np.empty(3), np.empty(3), np.empty(3), np.empty(3))
+
+
+@njit(cache=True)
 def linear_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, ff_order: np.ndarray, ff_delay: np.ndarray,
     R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool, delays: bool,
@@ -63,15 +71,7 @@ def linear_sample(
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
     version = np.zeros(n, np.int64)
-    Phi = np.empty((3, 3))
-    s1 = np.empty((3, 3))
-    s2 = np.empty((3, 3))
-    cPhi = np.empty((3, 3))
-    cache = np.full(1, -1.0)
-    xa = np.empty(3)
-    xs = np.empty(3)
-    xl = np.empty(3)
-    y = np.empty(3)
+    Phi, s1, s2, cPhi, cache, xa, xs, xl, y = _scratch()
     hcap = 2 * n + 64
     ht = np.empty(hcap)
     hk = np.empty(hcap, np.int64)
@@ -313,15 +313,7 @@ def linear_dense_sample(
     cand = np.empty(n, np.int64)
     fired = np.empty(n, np.int64)
     zero_row = np.zeros(n)
-    Phi = np.empty((3, 3))
-    s1 = np.empty((3, 3))
-    s2 = np.empty((3, 3))
-    cPhi = np.empty((3, 3))
-    cache = np.full(1, -1.0)
-    xa = np.empty(3)
-    xs = np.empty(3)
-    xl = np.empty(3)
-    y = np.empty(3)
+    Phi, s1, s2, cPhi, cache, xa, xs, xl, y = _scratch()
     n_ev = np.searchsorted(tin, t_max, side="right")
     count = 0
     t = 0.0
