@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from exactsnn.network import Layer, Network, Params
-from exactsnn.neurons import LI, LIF, AdLIF
+from exactsnn.neurons.registry import MODELS
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -50,8 +50,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "exactsnn-checkpoint-1"
 
-# Neuron models by the name stored in files; a new model registers itself here.
-NEURON_MODELS: dict[str, type] = {"LIF": LIF, "LI": LI, "AdLIF": AdLIF}
+# Neuron models by the name stored in files: a view of the model registry (exactsnn/neurons/registry.py).
+NEURON_MODELS: dict[str, type] = {name: spec.cls for name, spec in MODELS.items()}
 
 _PARAM_GROUPS = ("weights", "delays", "recurrent_weights", "recurrent_delays")
 _REQUIRED_GROUPS = ("weights", "delays")

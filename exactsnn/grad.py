@@ -21,6 +21,7 @@ import numpy as np
 
 from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_batch
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
+from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
@@ -264,10 +265,11 @@ def _linear_layer_backward(
     n, n_pre = layer.size, net.fan_in(l)
     pre, own = rec.layer_input(l), rec.spikes[l]
     lin = linear_layer(layer, params.neuron[l])
+    delays = layer_plan(layer).delays
     bW, bR = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n, n))
     # a delay-free layer's delays are not parameters: the kernel leaves these buffers alone
-    bD = np.zeros((n_threads, n_pre, n) if layer.delays else (n_threads, 1, 1))
-    bE = np.zeros((n_threads, n, n) if layer.delays else (n_threads, 1, 1))
+    bD = np.zeros((n_threads, n_pre, n) if delays else (n_threads, 1, 1))
+    bE = np.zeros((n_threads, n, n) if delays else (n_threads, 1, 1))
     bP = np.zeros((n_threads, n, 5))
     up = np.zeros(pre.n_events)
     want = any(name != "b" for name in layer.learn)
@@ -275,7 +277,7 @@ def _linear_layer_backward(
     linear_backward_batch(
         pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
         np.ascontiguousarray(params.delays[l].T), np.ascontiguousarray(R.T), np.ascontiguousarray(E.T),
-        layer.recurrent, layer.delays, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A,
+        layer.recurrent, delays, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A,
         lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, lin.uniform, nrn.v_th, nrn.v_reset, nrn.t_ref,
         rec.t_max, want, bW, bD, bR, bE, bP, up,
     )
@@ -300,7 +302,8 @@ def loss_and_grad(
 
     The delays of a layer built with ``delays=False`` are fixed at zero, not parameters: their
     entries in ``grads.delays`` / ``grads.recurrent_delays`` are zeros (build the layer with
-    ``delays=True`` to learn them).
+    ``delays=True`` to learn them); likewise ``grads.recurrent_delays`` of a layer built with
+    ``delays="feedforward"``.
     """
     loss = _default_loss() if loss is None else loss
     t_max = check_inputs(net, params, batch, t_max)
@@ -334,13 +337,14 @@ def loss_and_grad(
         own = rec.spikes[l]
         R = params.recurrent_weights[l] if layer.recurrent else np.zeros((n, n))
         E = params.recurrent_delays[l] if layer.recurrent else np.zeros((n, n))
-        if layer.linear_kernel:
+        plan = layer_plan(layer)
+        if plan.family == "linear":
             gW[l], gD[l], gr, ge, gN[l], down = _linear_layer_backward(rec, l, R, E, down, n_threads)
             if layer.recurrent:
                 gR[l], gE[l] = gr, ge
             continue
         up = np.zeros(pre.n_events)
-        if layer.delays:
+        if plan.schedule == "arrivals":
             bW, bD = np.zeros((n_threads, n, n_pre)), np.zeros((n_threads, n, n_pre))
             bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
             queue_backward_batch(
@@ -369,11 +373,11 @@ def loss_and_grad(
                 gR[l] = bR.sum(axis=0).T.copy()
         down = up
     for l, layer in enumerate(net.layers):
-        if not layer.delays:
-            # fixed zero delays are not parameters (see the docstring); some kernels skip them anyway
+        # fixed zero delays are not parameters (see the docstring); some kernels skip them anyway
+        if not layer.ff_delays:
             gD[l] = np.zeros_like(params.weights[l])
-            if layer.recurrent:
-                gE[l] = np.zeros_like(params.recurrent_weights[l])
+        if layer.recurrent and not layer.rec_delays:
+            gE[l] = np.zeros_like(params.recurrent_weights[l])
     result: tuple = (value, Params(gW, gD, gR, gE, gN))
     if input_grad:
         result += (down,)

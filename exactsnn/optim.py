@@ -28,13 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from exactsnn.network import TIME_CONSTANTS, Network, Params
+from exactsnn.network import Network, Params
+from exactsnn.neurons.registry import learnable_parameter
+from exactsnn.neurons.spec import A_MIN, TAU_MIN
 
-__all__ = ["Adam", "AdamState", "Schedule", "adam_init", "adam_step", "lr_factor"]
+# TAU_MIN and A_MIN are re-exported: the bounds the model specs give learned time constants and a
+__all__ = ["Adam", "AdamState", "Schedule", "adam_init", "adam_step", "lr_factor", "TAU_MIN", "A_MIN"]
 
 _DECAYS = ("none", "exponential", "cosine")
-TAU_MIN = 1e-4  # s: learned time constants stay at or above 0.1 ms
-A_MIN = -0.9  # learned adaptation couplings stay clear of the instability at a = -1
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,10 @@ def _trained(net: Network, params: Params) -> dict[str, np.ndarray]:
     """The arrays the optimiser updates (see the module docstring)."""
     out = {}
     for name, a in params.groups().items():
-        l = int(name[name.index("[") + 1 : -1])
-        if "delays" in name and not net.layers[l].delays:
+        layer = net.layers[int(name[name.index("[") + 1 : -1])]
+        if name.startswith("delays") and not layer.ff_delays:
+            continue
+        if name.startswith("recurrent_delays") and not layer.rec_delays:
             continue
         out[name] = a
     return out
@@ -181,16 +184,16 @@ def adam_step(
         g = g_all[name]
         if not np.all(np.isfinite(g)):
             raise ValueError(f"adam_step: non-finite gradient in {name}")
-        is_delay = "delays" in name
-        is_tau = name.partition("[")[0] in TIME_CONSTANTS
-        lr = (opt.delay_rate if is_delay else opt.tau_rate if is_tau else opt.lr) * factor
-        lo, hi = -math.inf, math.inf
+        group = name.partition("[")[0]
+        is_delay = "delays" in group
         if is_delay:
-            lo, hi = 0.0, net.layers[int(name[name.index("[") + 1 : -1])].delay_max
-        elif is_tau:
-            lo = TAU_MIN
-        elif name.startswith("a["):
-            lo = A_MIN
+            lr, lo, hi = opt.delay_rate, 0.0, net.layers[int(name[name.index("[") + 1 : -1])].delay_max
+        elif group in ("weights", "recurrent_weights"):
+            lr, lo, hi = opt.lr, -math.inf, math.inf
+        else:  # a learned neuron parameter: bounds and rate from its model spec
+            spec = learnable_parameter(group)
+            lr, lo, hi = (opt.tau_rate if spec.time_constant else opt.lr), spec.lower, spec.upper
+        lr *= factor
         p = p_all[name]
         buf = np.ascontiguousarray(p)  # p itself (a fresh copy) unless it is strided
         diag = p.shape[0] if name.startswith("recurrent_weights") else 0

@@ -1,15 +1,17 @@
 """The forward pass: validate, run each layer's kernel over the batch, return a :class:`Recording`.
 
 Layers are simulated one after the other: the spikes of layer l-1 are known before layer l runs.
-Per layer the scheme is chosen by its kind (see the kernel modules for why):
+Per layer the scheme is chosen by its plan (:func:`exactsnn.engine.plan.layer_plan`; see the kernel
+modules for why):
 
-* ``delays=False`` (recurrent or not): :mod:`exactsnn.engine.cpu.dense` — events in time order,
-  all neurons brought to each event together with shared decay factors, exact crossing search only
-  for the neurons a conservative bound flags.
-* ``delays=True``: :mod:`exactsnn.engine.cpu.queue` — per-synapse arrivals sorted once, recurrent
-  arrivals and predicted crossings in an array-backed heap with version stamps, lazy per-neuron state.
-* adLIF layers and layers that learn neuron parameters: :mod:`exactsnn.engine.cpu.linear` — the same
-  bundles and heap over per-neuron 3-state linear systems (matrix-exponential propagator).
+* LIF family, shared clock (no delays, recurrent or not): :mod:`exactsnn.engine.cpu.dense` — events
+  in time order, all neurons brought to each event together with shared decay factors, exact
+  crossing search only for the neurons a conservative bound flags.
+* LIF family, arrivals (delays on some synapses): :mod:`exactsnn.engine.cpu.queue` — per-synapse
+  arrivals sorted once, recurrent arrivals and predicted crossings in an array-backed heap with
+  version stamps, lazy per-neuron state.
+* linear family (adLIF, and LIF layers that learn neuron parameters): :mod:`exactsnn.engine.cpu.linear`
+  — the same two schedules over per-neuron 3-state linear systems (matrix-exponential propagator).
 
 The simulated window is the closed interval [0, t_max]: inputs and arrivals at t <= t_max are applied,
 spikes at t <= t_max are recorded. What EventProp needs is recorded per spike (its time, unit, the
@@ -27,6 +29,7 @@ from exactsnn.engine.cpu.dense import run_dense_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
+from exactsnn.engine.plan import layer_plan
 from exactsnn.events import SpikeBatch, canonical_order
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons.linear import crossing_bounds, system_matrices
@@ -87,7 +90,7 @@ class Recording:
             np.ascontiguousarray(rec_d) if has_rec else np.zeros((n, n)),
             has_rec,
         )
-        if layer.linear_kernel:
+        if layer_plan(layer).family == "linear":
             lin = linear_layer(layer, self.params.neuron[l])
             out = linear_voltage_batch(*common, lin.A, lin.tau_w, lin.tau_syn, lin.a, lin.b, neuron.v_reset,
                                        neuron.t_ref, self.t_max, tq[order])
@@ -157,6 +160,7 @@ def _run_layer(
 ) -> tuple[SpikeBatch, np.ndarray, np.ndarray]:
     """Simulate one spiking layer over the batch; returns (spikes, I at spike, I at refractory end)."""
     layer = net.layers[layer_idx]
+    plan = layer_plan(layer)
     nrn = layer.neuron
     n = layer.size
     B = len(pre)
@@ -169,8 +173,8 @@ def _run_layer(
     todo = np.arange(B)
     results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * B
     # what the kernels need besides the batch: computed once, not per overflow retry
-    lin = linear_layer(layer, params.neuron[layer_idx]) if layer.linear_kernel else None
-    if layer.delays:
+    lin = linear_layer(layer, params.neuron[layer_idx]) if plan.family == "linear" else None
+    if plan.schedule == "arrivals":
         E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
         ff_order, ff_delay = sort_delays(np.ascontiguousarray(params.delays[layer_idx]))
         rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
@@ -188,11 +192,11 @@ def _run_layer(
         if lin is not None:
             run_linear_batch(
                 sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
-                np.ascontiguousarray(R), rec_order, rec_delay, has_rec, layer.delays,
+                np.ascontiguousarray(R), rec_order, rec_delay, has_rec, plan.delays,
                 lin.A, lin.P, lin.bounds, lin.tau_w, lin.tau_syn, lin.a, lin.b, lin.uniform,
                 nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, out_t, out_u, out_i, out_r, counts,
             )
-        elif layer.delays:
+        elif plan.schedule == "arrivals":
             run_queue_batch(
                 sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
                 np.ascontiguousarray(R), rec_order, rec_delay, has_rec,

@@ -60,13 +60,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["AdLIF", "NEURON_PARAMETERS"]
+from exactsnn.neurons.spec import A_MIN, TAU_MIN, ModelSpec
 
-# per-neuron parameters that can be learned, by model name (see es.Layer(learn=...))
-NEURON_PARAMETERS = {
-    "LIF": ("tau_mem", "tau_syn"),
-    "AdLIF": ("tau_mem", "tau_syn", "tau_w", "a", "b"),
-}
+__all__ = ["AdLIF", "ADLIF_SPEC"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +106,17 @@ class AdLIF:
     def oscillatory(self) -> bool:
         """True when the (V, w) eigenvalues are complex (damped sub-threshold oscillation)."""
         return self.a > (self.tau_w - self.tau_mem) ** 2 / (4.0 * self.tau_mem * self.tau_w)
+
+
+_TAUS = ("tau_mem", "tau_syn", "tau_w")
+ADLIF_SPEC = ModelSpec("AdLIF", "adlif", AdLIF, "linear", learnable=(*_TAUS, "a", "b"), time_constants=_TAUS,
+                       bounds={**{n: (TAU_MIN, math.inf) for n in _TAUS}, "a": (A_MIN, math.inf)})
+
+
+def __getattr__(name: str) -> object:
+    # NEURON_PARAMETERS (model name -> learnable names) predates the registry; it is now a view of it
+    if name == "NEURON_PARAMETERS":
+        from exactsnn.neurons.registry import MODELS
+
+        return {n: s.learnable for n, s in MODELS.items() if s.learnable}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 
 from numba.extending import register_jitable
 
-__all__ = ["LIF", "LI"]
+from exactsnn.neurons.spec import TAU_MIN, ModelSpec
+
+__all__ = ["LIF", "LI", "LIF_SPEC", "LI_SPEC"]
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -98,6 +100,12 @@ class LI:
         _check_positive("LI.tau_syn", self.tau_syn)
         for name in ("tau_mem", "tau_syn"):
             object.__setattr__(self, name, float(getattr(self, name)))
+
+
+_TAUS = ("tau_mem", "tau_syn")
+LIF_SPEC = ModelSpec("LIF", "lif", LIF, "lif", learnable=_TAUS, time_constants=_TAUS,
+                     bounds={n: (TAU_MIN, math.inf) for n in _TAUS})
+LI_SPEC = ModelSpec("LI", "li", LI, "readout")
 
 
 # ----------------------------------------------------------------------------- scalar maths
