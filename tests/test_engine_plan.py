@@ -1,0 +1,161 @@
+"""The model registry, the layer plan and feedforward-only delays (``Layer(delays="feedforward")``).
+
+* Registry: every model class the package exports has exactly one spec; names, keys, learnable
+  parameters, bounds and families are what config, checkpoints, ``Layer`` and Adam read.
+* Plan: the family and schedule of every layer kind (the one place the kernel choice is made).
+* Feedforward delays: learned delays on the feedforward synapses, instantaneous recurrence. Same
+  results as ``delays=True`` with the recurrent delays at zero (the arrivals schedule runs both), the
+  recurrent delays are neither initialised, accepted non-zero, differentiated nor trained, and the
+  feedforward delay gradients agree with central finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import exactsnn as es
+from exactsnn.checkpoint import NEURON_MODELS, network_from_dict, network_to_dict
+from exactsnn.engine.plan import layer_plan
+from exactsnn.gradcheck import gradcheck, parameter_groups
+from exactsnn.neurons import registry
+from exactsnn.neurons.spec import ModelSpec
+from exactsnn.optim import A_MIN, TAU_MIN, Adam, adam_init, adam_step
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _serial_kernels():
+    """Tiny batches: serial kernels are faster than a parallel launch (results do not depend on it)."""
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------- registry
+def test_every_exported_model_has_one_spec():
+    for cls in (es.LIF, es.LI, es.AdLIF):
+        spec = registry.spec_of(cls())
+        assert spec.cls is cls and spec.name == cls.__name__
+        assert registry.spec_by_key(spec.key) is spec
+        assert spec.spiking == cls.spiking
+    assert NEURON_MODELS == {"LIF": es.LIF, "LI": es.LI, "AdLIF": es.AdLIF}
+    assert registry.model_keys() == ("lif", "adlif")
+    assert registry.model_keys(spiking_only=False) == ("lif", "li", "adlif")
+
+
+def test_spec_contents():
+    lif, adlif, li = (registry.MODELS[n] for n in ("LIF", "AdLIF", "LI"))
+    assert lif.learnable == ("tau_mem", "tau_syn") and lif.family == "lif"
+    assert adlif.learnable == ("tau_mem", "tau_syn", "tau_w", "a", "b") and adlif.family == "linear"
+    assert li.learnable == () and li.family == "readout"
+    assert registry.learnable_parameter("tau_w") == registry.LearnableParameter(TAU_MIN, math.inf, True)
+    assert registry.learnable_parameter("a") == registry.LearnableParameter(A_MIN, math.inf, False)
+    assert registry.learnable_parameter("b") == registry.LearnableParameter(-math.inf, math.inf, False)
+    with pytest.raises(ValueError, match="not a learnable"):
+        registry.learnable_parameter("v_th")
+    with pytest.raises(ValueError, match="family"):
+        ModelSpec("X", "x", object, "heap")
+    with pytest.raises(ValueError, match="not in learnable"):
+        ModelSpec("X", "x", object, "lif", learnable=("a",), time_constants=("tau",))
+
+
+def test_make_neuron_and_errors():
+    n = registry.make_neuron("adlif", {"a": 2.0, "tau_syn": None, "hidden": [3], "b": 0.1})
+    assert n == es.AdLIF(a=2.0, b=0.1)
+    assert registry.make_neuron("lif", {"a": 2.0, "tau_mem": 0.01}) == es.LIF(tau_mem=0.01)
+    with pytest.raises(ValueError, match="neuron must be one of lif, adlif"):
+        registry.spec_by_key("izhikevich")
+    with pytest.raises(ValueError, match="Layer.neuron must be a neuron model"):
+        es.Layer(3, neuron="lif")
+    with pytest.raises(ValueError, match="not a learnable parameter of LIF"):
+        es.Layer(3, es.LIF(), learn=("a",))
+
+
+# ----------------------------------------------------------------------------------------------- plan
+@pytest.mark.parametrize(
+    ("layer", "family", "schedule", "ff", "rec"),
+    [
+        (es.Layer(3), "lif", "shared_clock", False, False),
+        (es.Layer(3, recurrent=True, delays=True), "lif", "arrivals", True, True),
+        (es.Layer(3, recurrent=True, delays="feedforward"), "lif", "arrivals", True, False),
+        (es.Layer(3, delays=True), "lif", "arrivals", True, False),
+        (es.Layer(3, es.LIF(), learn=("tau_syn",)), "linear", "shared_clock", False, False),
+        (es.Layer(3, es.AdLIF(), recurrent=True, delays="feedforward"), "linear", "arrivals", True, False),
+        (es.Layer(3, es.LI()), "readout", "none", False, False),
+    ],
+)
+def test_layer_plan(layer, family, schedule, ff, rec):
+    plan = layer_plan(layer)
+    assert (plan.family, plan.schedule, plan.ff_delays, plan.rec_delays) == (family, schedule, ff, rec)
+    assert layer.linear_kernel == (family == "linear")
+
+
+def test_delays_values():
+    assert es.Layer(3, delays=np.bool_(True)).delays is True
+    with pytest.raises(ValueError, match="Layer.delays must be True, False or 'feedforward'"):
+        es.Layer(3, delays="both")
+
+
+# ----------------------------------------------------------------------------------------------- feedforward delays
+def _case(neuron: object, seed: int = 3) -> tuple[es.Network, es.Params, es.SpikeBatch, np.ndarray, float]:
+    rng = np.random.default_rng(seed)
+    n_in, t_max = 5, 0.08
+    net = es.Network(n_in, [
+        es.Layer(4, neuron, recurrent=True, delays="feedforward", delay_max=15e-3),
+        es.Layer(3, es.LI()),
+    ])
+    params = net.init(seed=seed)
+    gain = 1.0 + getattr(neuron, "a", 0.0)  # adaptation damps the response by 1 + a
+    params.weights[0][:] = rng.normal(1.2 * gain, 1.0, params.weights[0].shape)
+    r = rng.normal(0.0, 0.5, params.recurrent_weights[0].shape)
+    np.fill_diagonal(r, 0.0)
+    params.recurrent_weights[0][:] = r
+    samples = [(np.sort(rng.uniform(0, t_max, 15)), rng.integers(0, n_in, 15)) for _ in range(2)]
+    return net, params, es.SpikeBatch.from_lists(samples, n_in), rng.integers(0, 3, 2), t_max
+
+
+@pytest.mark.parametrize("neuron", [es.LIF(t_ref=1e-3), es.AdLIF(a=4.0, b=0.3, t_ref=1e-3)])
+def test_feedforward_delays_equal_full_delays_with_zero_recurrent_delays(neuron):
+    net, params, batch, labels, t_max = _case(neuron)
+    assert np.all(params.recurrent_delays[0] == 0) and params.delays[0].max() > 0
+    full = es.Network(net.n_inputs, [es.Layer(4, neuron, recurrent=True, delays=True), net.layers[1]])
+    rec = es.simulate(net, params, batch, t_max)
+    assert rec.spikes[0].n_events > 4  # the case is not silent
+    rec_full = es.simulate(full, params, batch, t_max)
+    np.testing.assert_array_equal(rec.spikes[0].times, rec_full.spikes[0].times)
+    loss, g = es.loss_and_grad(net, params, batch, labels, t_max=t_max)
+    loss_full, g_full = es.loss_and_grad(full, params, batch, labels, t_max=t_max)
+    assert loss == loss_full
+    np.testing.assert_array_equal(g.delays[0], g_full.delays[0])
+    np.testing.assert_array_equal(g.recurrent_weights[0], g_full.recurrent_weights[0])
+    assert np.any(g.delays[0] != 0) and np.any(g_full.recurrent_delays[0] != 0)
+    assert np.all(g.recurrent_delays[0] == 0)  # not parameters of a feedforward-delay layer
+
+
+def test_feedforward_delays_refuse_recurrent_delays_and_are_not_trained():
+    net, params, batch, labels, t_max = _case(es.LIF())
+    bad = params.copy()
+    bad.recurrent_delays[0][0, 1] = 1e-3
+    with pytest.raises(ValueError, match="recurrent_delays\\[0\\] is non-zero"):
+        es.simulate(net, bad, batch, t_max)
+    state = adam_init(net, params)
+    assert "delays[0]" in state.m and "recurrent_delays[0]" not in state.m
+    _, g = es.loss_and_grad(net, params, batch, labels, t_max=t_max)
+    new, _ = adam_step(Adam(lr=1e-2), state, net, params, g)
+    assert np.all(new.recurrent_delays[0] == 0) and np.any(new.delays[0] != params.delays[0])
+    assert "recurrent_delays[0]" not in parameter_groups(net, params)
+    assert "delays[0]" in parameter_groups(net, params)
+    assert network_from_dict(network_to_dict(net)) == net
+
+
+@pytest.mark.parametrize("neuron", [es.LIF(t_ref=1e-3), es.AdLIF(a=4.0, b=0.3)])
+def test_feedforward_delay_gradients_match_finite_differences(neuron):
+    net, params, batch, labels, t_max = _case(neuron, seed=5)
+    report = gradcheck(net, params, batch, labels, es.losses.SumExp(), t_max, n_checks=8, seed=1)
+    names = {g.name for g in report.groups}
+    assert "delays[0]" in names and "recurrent_delays[0]" not in names
+    assert report.ok(1e-6), report.format_table(1e-6)
