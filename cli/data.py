@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from exactsnn_cli.simulate import user_errors
+from exactsnn_cli.options import user_errors
 
 data_app = typer.Typer(
     help="Dataset utilities.", no_args_is_help=True, add_completion=False, rich_markup_mode=None,

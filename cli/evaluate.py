@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from exactsnn_cli.simulate import user_errors
+from exactsnn_cli.options import user_errors
 
 
 def evaluate(
@@ -25,8 +26,9 @@ def evaluate(
     with user_errors():
         from exactsnn.checkpoint import load_checkpoint
         from exactsnn.config import Config, apply_overrides, config_from_dict
+        from exactsnn.data.datasets import holdout
         from exactsnn.data.tasks import load_task
-        from exactsnn.train import build_loss
+        from exactsnn.train import build_loss, check_compatible
         from exactsnn.train import evaluate as run_eval
 
         path = checkpoint / "best.h5" if checkpoint.is_dir() else checkpoint
@@ -38,10 +40,17 @@ def evaluate(
         cfg = apply_overrides(cfg, overrides)
         if split not in ("train", "valid", "test"):
             raise typer.BadParameter(f"must be train, valid or test, got {split!r}", param_hint="'--split'")
-        task = load_task(cfg.data, cfg.augment, cfg.train.seed)
-        if task.n_inputs != net.n_inputs or task.n_classes > net.layers[-1].size:
-            raise ValueError(f"{path}: the network has {net.n_inputs} inputs and {net.layers[-1].size} outputs, "
-                             f"the {task.name} data {task.n_inputs} channels and {task.n_classes} classes")
+        # the data as stored (no validation hold-out yet): first check that it fits the network, so that a
+        # mismatch is reported as such and not as whatever the hold-out or the simulation then trips over
+        task = load_task(replace(cfg.data, val_fraction=0.0), cfg.augment, cfg.train.seed)
+        try:
+            check_compatible(net, task.n_inputs, task.n_classes, f"the {task.name} data")
+        except ValueError as exc:
+            raise ValueError(f"{path} does not fit the data: {exc}") from None
+        if task.valid is None and split in ("train", "valid") and cfg.data.val_fraction > 0 and task.train:
+            # the run's seeded hold-out, as load_task draws it (it picks samples by label only)
+            train_part, valid_part = holdout(task.train, cfg.data.val_fraction, cfg.train.seed)
+            task = replace(task, train=train_part, valid=valid_part)
         data = task.split(split)
         res = run_eval(net, params, data, build_loss(cfg), task.t_max, batch_size)
     typer.echo(f"checkpoint: {path}")

@@ -18,7 +18,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from exactsnn_cli.simulate import _describe, _finite, _non_negative, _positive, network_from_options, user_errors
+from exactsnn_cli import options as opt
+from exactsnn_cli.options import NEURON_DEFAULTS, finite, non_negative, positive, user_errors
+from exactsnn_cli.simulate import _describe, network_from_options
 
 # Small-network defaults: ~5 input spikes per channel in 0.1 s.
 DEFAULT_HIDDEN = (8,)
@@ -86,52 +88,44 @@ def make_regularizer(name: str) -> object | None:
 
 
 def gradcheck(
-    hidden: Annotated[
-        list[int] | None,
-        typer.Option("--hidden", min=1, help="Hidden LIF layer size; repeat for several layers. [default: 8]"),
-    ] = None,
-    recurrent: Annotated[bool, typer.Option("--recurrent/--no-recurrent", help="Recurrent hidden layers.")] = True,
-    delays: Annotated[
-        bool, typer.Option("--delays/--no-delays", help="Per-synapse delays in hidden layers (their gradients "
-                           "are checked too).")
-    ] = True,
-    tau_mem: Annotated[float, typer.Option(help="Membrane time constant, s.", callback=_positive)] = 20e-3,
-    tau_syn: Annotated[float, typer.Option(help="Synaptic time constant, s.", callback=_positive)] = 5e-3,
-    neuron: Annotated[str, typer.Option(help="Hidden neuron model: lif | adlif.")] = "lif",
-    tau_w: Annotated[float, typer.Option(help="adLIF adaptation time constant, s.", callback=_positive)] = 100e-3,
-    a: Annotated[float, typer.Option("--a", help="adLIF sub-threshold coupling (> -1; oscillating above "
-                                     "(tau_w - tau_mem)^2 / (4 tau_mem tau_w)).", callback=_finite)] = 0.5,
-    b: Annotated[float, typer.Option("--b", help="adLIF spike-triggered adaptation.", callback=_finite)] = 0.2,
-    learn: Annotated[str, typer.Option(help="Per-neuron parameters to learn (and check), e.g. tau_mem,tau_syn; "
-                                       "adlif also tau_w,a,b.")] = "",
-    v_th: Annotated[float, typer.Option(help="Threshold.", callback=_finite)] = 1.0,
-    v_reset: Annotated[float, typer.Option(help="Reset potential.", callback=_finite)] = 0.0,
-    t_ref: Annotated[float, typer.Option(help="Refractory period, s.", callback=_non_negative)] = 0.0,
+    hidden: opt.hidden_option(DEFAULT_HIDDEN) = None,
+    recurrent: opt.recurrent_option(True) = None,
+    delays: opt.delays_option(True) = None,
+    neuron: opt.Neuron = None,
+    tau_mem: opt.TauMem = None,
+    tau_syn: opt.TauSyn = None,
+    v_th: opt.VTh = None,
+    v_reset: opt.VReset = None,
+    t_ref: opt.TRef = None,
+    tau_w: opt.TauW = None,
+    a: opt.A = None,
+    b: opt.B = None,
+    learn: opt.Learn = None,
     readout: Annotated[
         int, typer.Option(min=0, help="Size of the LI readout (classes); 0 with --loss first_spike (the last "
                           "hidden layer is then the spiking output).")
     ] = DEFAULT_READOUT,
     n_inputs: Annotated[int, typer.Option(min=1, help="Input channels.")] = DEFAULT_N_INPUTS,
     input_rate: Annotated[float, typer.Option(help="Poisson input rate per channel, Hz.",
-                                              callback=_non_negative)] = DEFAULT_RATE_HZ,
+                                              callback=non_negative)] = DEFAULT_RATE_HZ,
     weight_scale: Annotated[
         float, typer.Option(help=f"Scale of the hidden feedforward weights; 1 gives a mean drive of {DRIVE:g} v_th "
-                            "at the input rate.", callback=_finite)
+                            "at the input rate.", callback=finite)
     ] = 1.0,
     loss: Annotated[LossName, typer.Option(help="Loss (es.losses: Sum, SumExp, SumGaussian, MaxVoltage, "
                                            "FirstSpike) with its default settings.")] = LossName.sum_exp,
     regularizer: Annotated[
         RegularizerName, typer.Option(help="Spike-count regulariser (targets 2-4 spikes per neuron).")
     ] = RegularizerName.none,
-    seed: Annotated[int, typer.Option(help="Seed of the network (seed, seed+3), input (seed+1), labels (seed+2) "
-                                      "and directions.")] = 0,
+    seed: opt.Seed = None,
+    threads: opt.threads_option("1: its tiny batches run faster serially") = None,
     n_checks: Annotated[int, typer.Option(min=1, help="Checks per parameter group.")] = 20,
     n_samples: Annotated[int, typer.Option(min=1, help="Samples in the batch.")] = 4,
-    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s.", callback=_positive)] = 0.1,
+    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s.", callback=positive)] = 0.1,
     tol: Annotated[float, typer.Option(help="Largest accepted error, relative to each group's largest "
-                                       "|gradient|.", callback=_positive)] = 1e-6,
+                                       "|gradient|.", callback=positive)] = 1e-6,
     eps: Annotated[float, typer.Option(help="Finite-difference step (absolute; seconds for delays and input "
-                                       "times).", callback=_positive)] = 1e-6,
+                                       "times).", callback=positive)] = 1e-6,
     mode: Annotated[Mode, typer.Option(help="random: random unit directions per group; coordinate: single "
                                        "entries.")] = Mode.random,
     input_times: Annotated[
@@ -145,6 +139,20 @@ def gradcheck(
     from exactsnn.engine.simulate import simulate
     from exactsnn.gradcheck import gradcheck as run_gradcheck
 
+    # the options not given take the defaults every command shares (see exactsnn_cli.options)
+    d = NEURON_DEFAULTS
+    neuron = d["neuron"] if neuron is None else neuron
+    tau_mem = d["tau_mem"] if tau_mem is None else tau_mem
+    tau_syn = d["tau_syn"] if tau_syn is None else tau_syn
+    v_th = d["v_th"] if v_th is None else v_th
+    v_reset = d["v_reset"] if v_reset is None else v_reset
+    t_ref = d["t_ref"] if t_ref is None else t_ref
+    tau_w = d["tau_w"] if tau_w is None else tau_w
+    a = d["a"] if a is None else a
+    b = d["b"] if b is None else b
+    recurrent = True if recurrent is None else recurrent
+    delays = True if delays is None else delays
+    seed = 0 if seed is None else seed
     spiking_output = loss == LossName.first_spike
     if spiking_output and readout != 0:
         raise typer.BadParameter("--loss first_spike needs --readout 0 (the last hidden layer is the output)",
@@ -160,8 +168,9 @@ def gradcheck(
     t0 = time.perf_counter()
     # Hundreds of forward passes of a tiny batch: the parallel launch of each kernel costs more than the
     # work (3x slower with 2 threads on 2 cores), so run them serially. Results do not depend on it.
-    threads = numba.get_num_threads()
+    previous_threads = numba.get_num_threads()
     numba.set_num_threads(1)
+    opt.set_threads(threads)
     try:
         with user_errors():
             loss_obj = make_loss(loss.value)
@@ -169,7 +178,7 @@ def gradcheck(
             net = network_from_options(
                 n_inputs, hidden=sizes, recurrent=recurrent, delays=delays, tau_mem=tau_mem, tau_syn=tau_syn,
                 v_th=v_th, v_reset=v_reset, t_ref=t_ref, readout=readout, neuron=neuron, tau_w=tau_w, a=a, b=b,
-                learn=tuple(x.strip() for x in learn.split(",") if x.strip()),
+                learn=learn or (),
             )
             params = net.init(seed=seed)
             w_rng = np.random.default_rng(seed + 3)
@@ -184,10 +193,10 @@ def gradcheck(
             rec = simulate(net, params, batch, t_max=t_max)
             report = run_gradcheck(
                 net, params, batch, labels, loss_obj, t_max, n_checks=n_checks, eps=eps, seed=seed,
-                mode=mode.value, regularizer=reg, input_times=input_times,
+                mode=mode.value, regularizer=reg, input_times=input_times, warn=False,
             )
     finally:
-        numba.set_num_threads(threads)
+        numba.set_num_threads(previous_threads)
     wall = time.perf_counter() - t0
 
     typer.echo(f"network: {_describe(net)}")
@@ -201,6 +210,8 @@ def gradcheck(
             typer.echo(f"layer {l}: {n} spikes ({n / (n_samples * layer.size):.1f} per neuron and sample){note}")
     typer.echo("")
     typer.echo(report.format_table(tol=tol))
+    if report.warning is not None:  # the library's SilentNetworkWarning, printed once
+        typer.echo(f"Warning: {report.warning}", err=True)
     typer.echo(f"wall time {wall:.2f} s")
     if report.n_checked == 0:
         typer.echo("Error: no check could be compared (every perturbation changed the spike pattern)", err=True)

@@ -6,17 +6,17 @@ comes from a checkpoint or from options. Output: :func:`exactsnn.data.shd.write_
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
+
+from exactsnn_cli import options as opt
+from exactsnn_cli.options import NEURON_DEFAULTS, check_output_file, finite, non_negative, positive, user_errors
 
 if TYPE_CHECKING:  # the library (and Numba) is imported only when a command runs: fast --help
     from exactsnn.events import SpikeBatch
@@ -35,33 +35,8 @@ DEMO_CHANNELS = 700
 DEMO_RATE_HZ = 12.0
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn ``ValueError`` / ``OSError`` from the library into ``Error: ...`` and exit code 1."""
-    try:
-        yield
-    except (ValueError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"Error: {msg}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _positive(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a positive number, got {value}")
-    return value
-
-
-def _non_negative(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
-    return value
-
-
-def _finite(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"must be a finite number, got {value}")
-    return value
+# kept for modules that import them from here
+_positive, _non_negative, _finite = positive, non_negative, finite
 
 
 def _describe(net: Network) -> str:
@@ -83,48 +58,34 @@ def simulate(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", "-c", help="Take network and parameters from this checkpoint.")
     ] = None,
-    hidden: Annotated[
-        list[int] | None,
-        typer.Option("--hidden", min=1, help="Hidden LIF layer size; repeat for several layers. [default: 256]"),
-    ] = None,
-    recurrent: Annotated[
-        bool | None, typer.Option("--recurrent/--no-recurrent", help="Recurrent hidden layers. [default: recurrent]")
-    ] = None,
-    delays: Annotated[
-        bool | None,
-        typer.Option("--delays/--no-delays", help="Per-synapse delays in hidden layers. [default: no-delays]"),
-    ] = None,
-    tau_mem: Annotated[
-        float | None, typer.Option(help="Membrane time constant, s. [default: 0.02]", callback=_positive)
-    ] = None,
-    tau_syn: Annotated[
-        float | None, typer.Option(help="Synaptic time constant, s. [default: 0.005]", callback=_positive)
-    ] = None,
-    v_th: Annotated[float | None, typer.Option(help="Threshold. [default: 1.0]", callback=_finite)] = None,
-    v_reset: Annotated[float | None, typer.Option(help="Reset potential. [default: 0.0]", callback=_finite)] = None,
-    t_ref: Annotated[
-        float | None, typer.Option(help="Refractory period, s. [default: 0]", callback=_non_negative)
-    ] = None,
-    neuron: Annotated[str | None, typer.Option(help="Hidden neuron model: lif | adlif. [default: lif]")] = None,
-    tau_w: Annotated[
-        float | None, typer.Option(help="adLIF adaptation time constant, s. [default: 0.1]", callback=_positive)
-    ] = None,
-    a: Annotated[float | None, typer.Option("--a", help="adLIF coupling a (> -1). [default: 0.5]")] = None,
-    b: Annotated[float | None, typer.Option("--b", help="adLIF spike-triggered adaptation b. [default: 0.2]")] = None,
+    hidden: opt.hidden_option(DEFAULT_HIDDEN) = None,
+    recurrent: opt.recurrent_option(True) = None,
+    delays: opt.delays_option(False) = None,
+    neuron: opt.Neuron = None,
+    tau_mem: opt.TauMem = None,
+    tau_syn: opt.TauSyn = None,
+    v_th: opt.VTh = None,
+    v_reset: opt.VReset = None,
+    t_ref: opt.TRef = None,
+    tau_w: opt.TauW = None,
+    a: opt.A = None,
+    b: opt.B = None,
+    learn: opt.Learn = None,
     readout: Annotated[
         int | None, typer.Option(min=0, help="Size of the LI readout layer; 0 for none. [default: 20]")
     ] = None,
     weight_mean: Annotated[
         float | None,
-        typer.Option(help=f"Mean of hidden feedforward weights. [default: {DEFAULT_WEIGHT_MEAN}]", callback=_finite),
+        typer.Option(help=f"Mean of hidden feedforward weights. [default: {DEFAULT_WEIGHT_MEAN}]", callback=finite),
     ] = None,
     weight_std: Annotated[
         float | None,
         typer.Option(help=f"Std of hidden feedforward weights. [default: {DEFAULT_WEIGHT_STD}]",
-                     callback=_non_negative),
+                     callback=non_negative),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the weight initialisation; the demo input uses seed+1.")] = 0,
-    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s.", callback=_positive)] = 1.0,
+    seed: opt.Seed = None,
+    threads: opt.threads_option() = None,
+    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s (> 0).", callback=positive)] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per simulate() call.")] = 64,
     n_inputs: Annotated[
         int | None,
@@ -148,10 +109,12 @@ def simulate(
     from exactsnn.data.shd import LayerSpikesWriter, NonFiniteSpikesWarning, read_spikes_h5
 
     t_start = time.perf_counter()
+    seed = 0 if seed is None else seed
     net_options = {
         "hidden": hidden or None, "recurrent": recurrent, "delays": delays, "tau_mem": tau_mem,
         "tau_syn": tau_syn, "v_th": v_th, "v_reset": v_reset, "t_ref": t_ref, "readout": readout,
         "weight_mean": weight_mean, "weight_std": weight_std, "neuron": neuron, "tau_w": tau_w, "a": a, "b": b,
+        "learn": learn,
     }
     if checkpoint is not None:
         given = ["--" + name.replace("_", "-") for name, v in net_options.items() if v is not None]
@@ -168,6 +131,11 @@ def simulate(
     _check_distinct_paths(out, input, checkpoint, save_checkpoint)
 
     with user_errors():
+        # ---- output paths, before any work
+        check_output_file(out, "--out")
+        if save_checkpoint is not None:
+            check_output_file(save_checkpoint, "--save-checkpoint")
+        opt.set_threads(threads)
         # ---- network
         if checkpoint is not None:
             net, params, _ = load_checkpoint(checkpoint)
@@ -251,16 +219,17 @@ def network_from_options(
     tau_w: float | None = None,
     a: float | None = None,
     b: float | None = None,
-    learn: tuple[str, ...] = (),
+    learn: tuple[str, ...] | None = (),
 ) -> Network:
     """The network the options describe (None: the CLI default): LIF or adLIF hidden layers, optional LI readout."""
     import exactsnn as es
 
-    common = {"tau_mem": _or(tau_mem, 20e-3), "tau_syn": _or(tau_syn, 5e-3), "v_th": _or(v_th, 1.0),
-              "v_reset": _or(v_reset, 0.0), "t_ref": _or(t_ref, 0.0)}
-    neuron = _or(neuron, "lif")
+    d = NEURON_DEFAULTS
+    common = {"tau_mem": _or(tau_mem, d["tau_mem"]), "tau_syn": _or(tau_syn, d["tau_syn"]),
+              "v_th": _or(v_th, d["v_th"]), "v_reset": _or(v_reset, d["v_reset"]), "t_ref": _or(t_ref, d["t_ref"])}
+    neuron = _or(neuron, d["neuron"])
     if neuron == "adlif":
-        model = es.AdLIF(tau_w=_or(tau_w, 100e-3), a=_or(a, 0.5), b=_or(b, 0.2), **common)
+        model = es.AdLIF(tau_w=_or(tau_w, d["tau_w"]), a=_or(a, d["a"]), b=_or(b, d["b"]), **common)
     elif neuron == "lif":
         model = es.LIF(**common)
     else:
@@ -269,7 +238,7 @@ def network_from_options(
         es.Layer(
             size, model, recurrent=_or(recurrent, True), delays=_or(delays, False),
             weight_mean=_or(weight_mean, DEFAULT_WEIGHT_MEAN), weight_std=_or(weight_std, DEFAULT_WEIGHT_STD),
-            learn=learn,
+            learn=tuple(learn or ()),
         )
         for size in (hidden or DEFAULT_HIDDEN)
     ]

@@ -136,6 +136,15 @@ class NetworkConfig:
         for name in ("weight_scale", "recurrent_scale", "readout_scale"):
             v = getattr(self, name)
             _check(math.isfinite(v) and v >= 0, f"network.{name} must be >= 0, got {v!r}")
+        for name in ("tau_mem", "tau_syn", "tau_w", "readout_tau_mem", "readout_tau_syn"):
+            v = getattr(self, name)
+            _check(math.isfinite(v) and v > 0, f"network.{name} must be a finite number > 0 (seconds), got {v!r}")
+        for name in ("t_ref", "delay_max"):
+            v = getattr(self, name)
+            _check(math.isfinite(v) and v >= 0, f"network.{name} must be a finite number >= 0 (seconds), got {v!r}")
+        for name in ("v_th", "v_reset", "a", "b", "weight_mean", "readout_mean"):
+            v = getattr(self, name)
+            _check(math.isfinite(v), f"network.{name} must be a finite number, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -210,6 +219,16 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size!r}")
         _check(self.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {self.eval_batch_size!r}")
         _check(self.patience >= 0, f"train.patience must be >= 0, got {self.patience!r}")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("delay_lr", "tau_lr"):
+            v = getattr(self, name)
+            _check(v is None or (math.isfinite(v) and v >= 0),
+                   f"train.{name} must be a finite number >= 0 (or left out: lr * 1e-2), got {v!r}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            _check(0 <= v < 1, f"train.{name} must be in [0, 1), got {v!r}")
+        _check(math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0,
+               f"train.warmup_epochs must be a finite number >= 0, got {self.warmup_epochs!r}")
         _check(self.select in ("val_loss", "val_acc"),
                f"train.select must be 'val_loss' or 'val_acc', got {self.select!r}")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -53,6 +54,12 @@ __all__ = [
     "evaluate",
     "train",
     "resume_config",
+    "RunPlan",
+    "preflight",
+    "check_compatible",
+    "count_parameters",
+    "describe_hardware",
+    "format_duration",
 ]
 
 STATE_FORMAT = "exactsnn-train-1"
@@ -148,7 +155,12 @@ def evaluate(
     net: Network, params: Params, split: Split, loss: Any, t_max: float, batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
-    """Forward pass over ``split`` in batches; ``t_max`` the window (s)."""
+    """Forward pass over ``split`` in batches; ``t_max`` the window (s). ``ValueError`` first if the split's
+    channels or labels do not fit the network."""
+    n_units = split.batch.n_units or 0
+    top = int(split.labels.max()) + 1 if len(split) else 0
+    if n_units > net.n_inputs or max(top, split.n_classes or 0) > net.layers[-1].size:
+        raise ValueError(_mismatch(net, n_units, max(top, split.n_classes or 0), f"the {split.name} split"))
     n = len(split)
     n_out = net.layers[-1].size
     preds = np.zeros(n, dtype=np.int64)
@@ -169,6 +181,132 @@ def evaluate(
     rates = [float(spikes[j] / (max(n, 1) * net.layers[l].size * t_max)) for j, l in enumerate(spiking)]
     return EvalResult(total / max(n, 1), float(np.mean(preds == split.labels)) if n else float("nan"), preds,
                       confusion, rates)
+
+
+# ----------------------------------------------------------------------------- checks before any work
+def _mismatch(net: Network, n_inputs: int, n_classes: int, what: str) -> str:
+    return (f"the network has {net.n_inputs} inputs and {net.layers[-1].size} outputs, {what} {n_inputs} "
+            f"channels and {n_classes} classes")
+
+
+def check_compatible(net: Network, n_inputs: int, n_classes: int, what: str = "the data") -> None:
+    """``ValueError`` (one line naming both shapes) unless data with ``n_inputs`` channels and ``n_classes``
+    classes fit ``net``: the same number of inputs and at least one output per class."""
+    if n_inputs != net.n_inputs or n_classes > net.layers[-1].size:
+        raise ValueError(_mismatch(net, n_inputs, n_classes, what))
+
+
+def count_parameters(net: Network, params: Params) -> dict[str, int]:
+    """Trainable parameters per group (``weights[0]``, ``delays[0]``, ``tau_mem[0]``, ...); the delays of a
+    layer without learned delays are left out (they are fixed at zero)."""
+    out = {}
+    for name, a in params.groups().items():
+        layer = int(name[name.index("[") + 1:-1])
+        if name.startswith(("delays[", "recurrent_delays[")) and not net.layers[layer].delays:
+            continue
+        out[name] = int(a.size)
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """``'45 s'``, ``'4 min 10 s'``, ``'2 h 05 min'``."""
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{s:.0f} s" if s >= 9.5 else f"{s:.1f} s"
+    if s < 3600:
+        m, r = divmod(round(s), 60)
+        return f"{m} min {r:02d} s"
+    h, r = divmod(round(s / 60), 60)
+    return f"{h} h {r:02d} min"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_hardware() -> str:
+    """One line: CPU model and cores, the Numba threads a run uses, and the device (CPU)."""
+    import numba
+
+    cores = os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    core_txt = f"{usable} cores" if usable == cores else f"{usable} of {cores} cores usable"
+    return (f"hardware: {_cpu_model()}, {core_txt}; Numba {numba.get_num_threads()} threads "
+            f"(of {numba.config.NUMBA_NUM_THREADS}); device cpu")
+
+
+@dataclass(frozen=True, eq=False)
+class RunPlan:
+    """What :func:`preflight` resolved: the task, the network, a parameter count per group, batches per epoch
+    and the epoch a resumed run starts in (0-based)."""
+
+    cfg: Config
+    task: Task
+    net: Network
+    parameters: dict[str, int]
+    n_batches: int
+    start_epoch: int = 0
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(self.parameters.values())
+
+    def describe_data(self) -> str:
+        t = self.task
+        sizes = ", ".join(f"{name} {len(s)}" for name, s in (("train", t.train), ("valid", t.valid),
+                                                              ("test", t.test)) if s is not None)
+        return f"{t.name}: {t.n_inputs} channels, {t.n_classes} classes, window {t.t_max:g} s; samples: {sizes}"
+
+    def describe_network(self) -> str:
+        parts = [f"{self.net.n_inputs} inputs"]
+        for layer in self.net.layers:
+            flags = [f for f, on in (("recurrent", layer.recurrent), ("delays", layer.delays)) if on]
+            if layer.learn:
+                flags.append("learns " + ",".join(layer.learn))
+            parts.append(f"{layer.size} {type(layer.neuron).__name__}" + (f" ({'; '.join(flags)})" if flags else ""))
+        return " -> ".join(parts)
+
+    def describe_parameters(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.parameters.items())
+
+
+def preflight(
+    cfg: Config, out_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+    task: Task | None = None,
+) -> RunPlan:
+    """Everything :func:`train` checks before its first batch, without training or writing anything: load the
+    data, build the network, loss, regulariser, optimiser and schedule, check that ``out_dir`` holds no other
+    run and that a ``resume`` checkpoint fits the network. ``ValueError`` on the first problem."""
+    tc = cfg.train
+    if task is None:
+        task = load_task(cfg.data, cfg.augment, tc.seed)
+    if task.train is None or len(task.train) == 0:
+        raise ValueError("the task has no training samples")
+    net = build_network(cfg, task.n_inputs, task.n_classes)
+    build_loss(cfg)
+    build_regularizer(cfg)
+    Adam(lr=tc.lr, beta1=tc.beta1, beta2=tc.beta2, delay_lr=tc.delay_lr, tau_lr=tc.tau_lr)
+    Schedule(warmup_epochs=tc.warmup_epochs, decay=tc.decay, gamma=tc.gamma, epochs=tc.epochs,
+             min_factor=tc.min_factor)
+    start = 0
+    if resume is not None:
+        st = _load_state(Path(resume), net)
+        params, start = st.params, st.epoch
+    else:
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None and ((out / "last.h5").exists() or (out / "best.h5").exists()):
+            raise ValueError(f"{out} already holds a run (last.h5/best.h5); resume it with --resume {out} "
+                             "or choose another output directory")
+        params = net.init(0)
+    return RunPlan(cfg, task, net, count_parameters(net, params), math.ceil(len(task.train) / tc.batch_size),
+                   start)
 
 
 # ----------------------------------------------------------------------------- run state
@@ -327,6 +465,7 @@ def train(
     n = len(train_split)
     n_batches = math.ceil(n / tc.batch_size)
     t_session = time.perf_counter()
+    session_epochs: list[float] = []  # epoch times of this session (s), for the whole-run ETA
     stopped_early = False
 
     def wall() -> float:
@@ -386,8 +525,13 @@ def train(
                 _save(best, net, cfg, st_saved)
             val_txt = f"  val loss {val.loss:.4f} acc {100 * val.accuracy:.2f} %" if val is not None else ""
             rates = ", ".join(f"{r:.2f}" for r in record["rate_hz"])
+            session_epochs.append(record["epoch_time_s"])
+            left = tc.epochs - (e + 1)
+            timed = session_epochs[1:] if len(session_epochs) > 1 else session_epochs  # first: compilation
+            eta = f"; run ETA {format_duration(left * sum(timed) / len(timed))}" if left > 0 else ""
             log(f"epoch {e + 1}/{tc.epochs}  train loss {record['train_loss']:.4f} "
-                f"acc {100 * record['train_acc']:.2f} %{val_txt}  rate {rates} Hz  ({record['epoch_time_s']:.1f} s)")
+                f"acc {100 * record['train_acc']:.2f} %{val_txt}  rate {rates} Hz  ({record['epoch_time_s']:.1f} s"
+                f"{eta})")
             if tc.patience and st.stale >= tc.patience:
                 log(f"early stop: no validation improvement for {tc.patience} epochs (best epoch {st.best_epoch})")
                 stopped_early = True
