@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_batch
+from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
@@ -288,6 +289,31 @@ def _linear_layer_backward(
             learned, up)
 
 
+def _ff_delays_backward(
+    rec: Recording, l: int, R: np.ndarray, down: np.ndarray, up: np.ndarray, want_up: bool, n_threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Reverse replay of a LIF layer with feedforward delays only: (gW, gD, gR or None); dL/dt of inputs -> up."""
+    net, params = rec.net, rec.params
+    layer = net.layers[l]
+    nrn = layer.neuron
+    n, n_pre = layer.size, net.fan_in(l)
+    pre, own = rec.layer_input(l), rec.spikes[l]
+    Dt = np.ascontiguousarray(params.delays[l].T)
+    modal = modal_ok(rec.t_max, float(Dt.max(initial=0.0)), nrn.tau_mem, nrn.tau_syn)
+    # per-synapse modal factors e^{D/tau}, once per call ([pre, post] like the weights)
+    Fs, Fm = (np.exp(Dt / nrn.tau_syn), np.exp(Dt / nrn.tau_mem)) if modal else (np.zeros((1, 1)),) * 2
+    bW, bD = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n_pre, n))
+    bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
+    ff_delays_backward_batch(
+        pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T), Dt, Fs, Fm, modal,
+        np.ascontiguousarray(R.T), layer.recurrent, own.times, own.units, own.offsets, rec.spike_current[l],
+        rec.refractory_current[l], np.ascontiguousarray(down), nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset,
+        nrn.t_ref, rec.t_max, want_up, bW, bD, bR, up,
+    )
+    gR = bR.sum(axis=0).T.copy() if layer.recurrent else None
+    return bW.sum(axis=0).T.copy(), bD.sum(axis=0).T.copy(), gR
+
+
 def loss_and_grad(
     net: Network, params: Params, batch: SpikeBatch, labels: np.ndarray, loss: object = None,
     t_max: float = 1.0, regularizer: object = None, device: str = "cpu", input_grad: bool = False,
@@ -344,7 +370,10 @@ def loss_and_grad(
                 gR[l], gE[l] = gr, ge
             continue
         up = np.zeros(pre.n_events)
-        if plan.schedule == "arrivals":
+        if plan.schedule == "arrivals" and not plan.rec_delays:
+            # feedforward delays only: own-event replay, then the arrivals in any order (no arrival list)
+            gW[l], gD[l], gR[l] = _ff_delays_backward(rec, l, R, down, up, l > 0 or input_grad, n_threads)
+        elif plan.schedule == "arrivals":
             bW, bD = np.zeros((n_threads, n, n_pre)), np.zeros((n_threads, n, n_pre))
             bR, bE = np.zeros((n_threads, n, n)), np.zeros((n_threads, n, n))
             queue_backward_batch(
