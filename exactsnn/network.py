@@ -28,6 +28,10 @@ from exactsnn.neurons.adlif import NEURON_PARAMETERS
 __all__ = ["Layer", "Network", "Params"]
 
 NeuronModel = LIF | LI | AdLIF
+# default initialisation (Layer.weight_init): assumed presynaptic rate (Hz) and the spread of the
+# mean drive across neurons (fraction of v_th)
+INIT_RATE_HZ = 10.0
+INIT_SPREAD = 0.2
 TIME_CONSTANTS = ("tau_mem", "tau_syn", "tau_w")
 
 
@@ -37,7 +41,9 @@ class Layer:
 
     ``recurrent``: all-to-all connections within the layer. ``delays``: per-synapse delays
     (feedforward and recurrent). Initialisation: feedforward weights ~ N(weight_mean,
-    weight_std^2) with ``weight_std`` defaulting to 1/sqrt(n_pre); recurrent weights ~
+    weight_std^2), by default (``None``) those of :meth:`weight_init` (a spiking layer is put at
+    its firing threshold for ~10 Hz input; an LI readout, or a layer that sets only ``weight_mean``, gets
+    std 1/sqrt(n_pre)); recurrent weights ~
     N(0, recurrent_std^2), default 0.5/sqrt(size), zero diagonal; delays ~ U(0, delay_max) s.
     ``learn``: names of neuron parameters to learn per neuron (LIF: tau_mem, tau_syn; AdLIF also
     tau_w, a, b).
@@ -47,7 +53,7 @@ class Layer:
     neuron: NeuronModel = field(default_factory=LIF)
     recurrent: bool = False
     delays: bool = False
-    weight_mean: float = 0.0
+    weight_mean: float | None = None
     weight_std: float | None = None
     recurrent_std: float | None = None
     delay_max: float = 10e-3
@@ -78,7 +84,7 @@ class Layer:
             raise ValueError("a non-spiking LI readout layer cannot be recurrent")
         for name in ("weight_mean", "delay_max"):
             v = getattr(self, name)
-            if not np.isfinite(v):
+            if v is not None and not np.isfinite(v):
                 raise ValueError(f"Layer.{name} must be finite, got {v!r}")
         if self.delay_max < 0:
             raise ValueError(f"Layer.delay_max must be >= 0 seconds, got {self.delay_max!r}")
@@ -86,6 +92,42 @@ class Layer:
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"Layer.{name} must be a finite number >= 0, got {v!r}")
+
+    def weight_init(self, n_pre: int) -> tuple[float, float]:
+        """(mean, std) of the initial feedforward weights for ``n_pre`` inputs: the layer's own where set, else:
+
+        Spiking layer: a working point for input of ``INIT_RATE_HZ`` (10 Hz, SHD's mean rate per channel)
+        on every presynaptic unit. A spike train of rate r through weight w adds a mean synaptic current
+        r w tau_syn, and V follows I with DC gain 1 (LIF) or 1/(1 + a) (adLIF: the adaptation current
+        settles at a V). With ``n_pre`` inputs of mean weight mu the mean free membrane potential is
+        therefore n_pre r tau_syn mu / (1 + a); the default mean puts it at the threshold,
+        ``mu = (1 + a) v_th / (n_pre r tau_syn)`` (v_th measured from rest, 0; v_th - v_reset if
+        v_th <= 0). The default std spreads that mean drive across the neurons by ``INIT_SPREAD``
+        (20 %) of v_th, ``std = INIT_SPREAD (1 + a) v_th / (sqrt(n_pre) r tau_syn)`` (the Poisson
+        fluctuations of V are then of the same order), so that the layer fires around threshold
+        instead of all-or-nothing: a 700-256 recurrent LIF layer (tau 20/5 ms) on 10 Hz Poisson input
+        fires at ~20 Hz (7 Hz input: ~6 Hz, 15 Hz: ~45 Hz). For 700 inputs and tau_syn = 5 ms:
+        mu = 0.0286, std = 0.151. Non-spiking (LI) readout: mean 0, std 1/sqrt(n_pre).
+        ``weight_mean`` / ``weight_std`` set on the layer replace the respective default; a layer that sets
+        only ``weight_mean`` keeps the std 1/sqrt(n_pre) it always had (the spread above belongs to the
+        default mean).
+        """
+        nrn = self.neuron
+        if nrn.spiking:
+            v_th = float(nrn.v_th)
+            theta = v_th if v_th > 0 else v_th - float(nrn.v_reset)
+            gain = 1.0 + float(getattr(nrn, "a", 0.0))
+            unit = gain * theta / (INIT_RATE_HZ * float(nrn.tau_syn))  # total weight that drives V to v_th
+            mean, std = unit / n_pre, INIT_SPREAD * unit / np.sqrt(n_pre)
+            if self.weight_mean is not None:
+                std = 1.0 / np.sqrt(n_pre)
+        else:
+            mean, std = 0.0, 1.0 / np.sqrt(n_pre)
+        if self.weight_mean is not None:
+            mean = self.weight_mean
+        if self.weight_std is not None:
+            std = self.weight_std
+        return float(mean), float(std)
 
     @property
     def linear_kernel(self) -> bool:
@@ -208,13 +250,18 @@ class Network:
         return self.n_inputs if l == 0 else self.layers[l - 1].size
 
     def init(self, seed: int = 0) -> Params:
-        """Random parameters drawn from ``numpy.random.default_rng(seed)`` (see :class:`Layer`)."""
+        """Random parameters drawn from ``numpy.random.default_rng(seed)`` (see :class:`Layer`).
+
+        Feedforward weights ~ N(mean, std^2) from :meth:`Layer.weight_init`: unless the layer sets them,
+        a spiking layer's mean drive sits at its threshold for 10 Hz presynaptic input (a 700-256 LIF
+        layer fires at a few to tens of Hz on SHD-like input), an LI readout gets N(0, 1/n_pre).
+        """
         rng = np.random.default_rng(seed)
         weights, delays, rweights, rdelays, neuron = [], [], [], [], []
         for l, layer in enumerate(self.layers):
             n_pre = self.fan_in(l)
-            std = layer.weight_std if layer.weight_std is not None else 1.0 / np.sqrt(n_pre)
-            weights.append(rng.normal(layer.weight_mean, std, size=(layer.size, n_pre)))
+            mean, std = layer.weight_init(n_pre)
+            weights.append(rng.normal(mean, std, size=(layer.size, n_pre)))
             if layer.delays:
                 delays.append(rng.uniform(0.0, layer.delay_max, size=(layer.size, n_pre)))
             else:
