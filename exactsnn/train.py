@@ -382,7 +382,11 @@ def resume_config(path: str | os.PathLike) -> tuple[Path, Config]:
 def _load_state(path: Path, net: Network) -> _State:
     net2, params, extra = load_checkpoint(path)
     if [layer.size for layer in net2.layers] != [layer.size for layer in net.layers] or net2.n_inputs != net.n_inputs:
-        raise ValueError(f"{path}: its network does not match the configured one")
+        def shape(n: Network) -> str:
+            return "-".join(str(x) for x in [n.n_inputs] + [layer.size for layer in n.layers])
+
+        raise ValueError(f"{path}: its network ({shape(net2)}) does not match the configured one ({shape(net)}: "
+                         "the data's channels and classes and network.hidden)")
     arrays = load_checkpoint_state(path)
     m = {k[len("adam/m/"):]: v for k, v in arrays.items() if k.startswith("adam/m/")}
     v = {k[len("adam/v/"):]: a for k, a in arrays.items() if k.startswith("adam/v/")}

@@ -295,3 +295,122 @@ def test_simulate_adlif_network(tmp_path):
     res = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x.h5"), "--demo", "1", "--neuron", "adlif",
                                    "--a", "-1"])
     assert res.exit_code != 0 and "AdLIF.a must be > -1" in res.output and "Traceback" not in res.output
+
+
+# ----------------------------------------------------------------------------- one option vocabulary (issue 13)
+SHARED = ("hidden", "neuron", "tau_mem", "tau_syn", "v_th", "v_reset", "t_ref", "tau_w", "a", "b", "learn",
+          "recurrent", "delays", "seed", "threads")
+
+
+def _params(command):
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[command]
+    return {p.name: p for p in cmd.params}
+
+
+def test_shared_options_are_defined_once():
+    """train, simulate and gradcheck offer every shared option under the same names, with the same help text
+    (which states the default and the accepted range), except the per-command defaults of --hidden,
+    --recurrent, --delays and --threads."""
+    per_command = {c: _params(c) for c in ("train", "simulate", "gradcheck")}
+    for name in SHARED:
+        opts = {c: (tuple(p[name].opts), tuple(p[name].secondary_opts)) for c, p in per_command.items()}
+        assert len(set(opts.values())) == 1, (name, opts)
+        helps = {c: p[name].help for c, p in per_command.items()}
+        assert all("[default: " in h for h in helps.values()), helps
+        if name not in ("hidden", "recurrent", "delays", "threads"):
+            assert len(set(helps.values())) == 1, (name, helps)
+    for c in per_command:
+        res = invoke(c, "--help")
+        assert res.exit_code == 0 and "--tau-mem" in res.output and "--threads" in res.output
+
+
+def test_neuron_defaults_match_the_config():
+    from exactsnn.config import NetworkConfig
+    from exactsnn_cli.options import NEURON_DEFAULTS
+    from exactsnn_cli.simulate import network_from_options
+
+    nc = NetworkConfig()
+    assert NEURON_DEFAULTS == {k: getattr(nc, k) for k in NEURON_DEFAULTS}
+    lif = network_from_options(4).layers[0].neuron
+    assert (lif.tau_mem, lif.tau_syn, lif.v_th, lif.v_reset, lif.t_ref) == (nc.tau_mem, nc.tau_syn, nc.v_th,
+                                                                           nc.v_reset, nc.t_ref)
+    ad = network_from_options(4, neuron="adlif").layers[0].neuron
+    assert (ad.tau_w, ad.a, ad.b) == (nc.tau_w, nc.a, nc.b)
+
+
+def test_hidden_comma_separated_and_repeated_in_simulate(tmp_path):
+    outs = []
+    for i, hidden in enumerate((["--hidden", "8,4"], ["--hidden", "8", "--hidden", "4"])):
+        out, ckpt = tmp_path / f"o{i}.h5", tmp_path / f"c{i}.h5"
+        res = invoke("simulate", "--out", out, "--demo", 2, "--t-max", 0.1, "--readout", 3, *hidden,
+                     "--save-checkpoint", ckpt, "--threads", 1)
+        assert res.exit_code == 0, res.output
+        assert "700 inputs -> 8 LIF (recurrent) -> 4 LIF (recurrent) -> 3 LI" in res.output
+        assert [layer.size for layer in load_checkpoint(ckpt)[0].layers] == [8, 4, 3]
+        outs.append(read_spikes_h5(out, group="layer_0")[0])
+    np.testing.assert_array_equal(outs[0].times, outs[1].times)
+    res = invoke("simulate", "--out", tmp_path / "m.h5", "--demo", 1, "--t-max", 0.05, "--hidden", "6,5",
+                 "--hidden", "4", "--save-checkpoint", tmp_path / "m.ckpt")
+    assert res.exit_code == 0, res.output
+    assert [layer.size for layer in load_checkpoint(tmp_path / "m.ckpt")[0].layers] == [6, 5, 4, 20]
+    for bad in ("8,x", "8,,4", "0", "-3", "2.5"):
+        assert_user_error(invoke("simulate", "--out", tmp_path / "b.h5", "--hidden", bad), 2, "layer sizes")
+
+
+def test_gradcheck_hidden_comma_separated_and_repeated():
+    args = ["gradcheck", "--n-checks", "2", "--no-input-times", "--no-delays", "--n-samples", "2"]
+    a = invoke(*args, "--hidden", "4,3")
+    b = invoke(*args, "--hidden", "4", "--hidden", "3")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert "10 inputs -> 4 LIF (recurrent) -> 3 LIF (recurrent) -> 3 LI" in a.output
+    strip = lambda text: [x for x in text.splitlines() if not x.startswith("wall time")]  # noqa: E731
+    assert strip(a.output) == strip(b.output)
+
+
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("train", ["--lr", "0"]), ("train", ["--lr", "-1e-3"]), ("train", ["--lr", "nan"]), ("train", ["--lr", "inf"]),
+        ("train", ["--tau-mem", "0"]), ("train", ["--t-ref", "nan"]), ("train", ["--a", "inf"]),
+        ("train", ["--epochs", "0"]), ("train", ["--threads", "0"]),
+        ("simulate", ["--tau-syn", "inf"]), ("simulate", ["--tau-w", "-1"]), ("simulate", ["--v-th", "nan"]),
+        ("simulate", ["--threads", "0"]), ("simulate", ["--a", "nan"]),
+        ("gradcheck", ["--tau-mem", "nan"]), ("gradcheck", ["--t-ref", "-1"]), ("gradcheck", ["--tol", "0"]),
+        ("gradcheck", ["--eps", "inf"]), ("gradcheck", ["--b", "nan"]),
+    ],
+)
+def test_numeric_options_say_what_is_allowed(tmp_path, command, args):
+    """Zero, negative, nan and inf are refused when parsed, with a message that states the accepted range."""
+    extra = ["--out", tmp_path / "o.h5"] if command == "simulate" else ["--print-config"] if command == "train" else []
+    res = invoke(command, *args, *extra)
+    assert_user_error(res, 2)
+    assert any(s in res.output for s in ("> 0", ">= 0", "finite number", "greater than or equal to 1")), res.output
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_help_states_the_range_that_is_accepted():
+    res = invoke("train", "--help")
+    assert "Adam learning rate (> 0)" in res.output and "x>=0.0" not in res.output
+    assert "[default: 0.002]" in res.output and "[default: 80]" in res.output and "[default: 600]" in res.output
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, monkeypatch):
+    """A bad --out or --save-checkpoint is one Error line before the network is built or anything simulated."""
+    def boom(*args, **kwargs):  # pragma: no cover - must not be reached
+        raise AssertionError("simulated despite a bad output path")
+
+    monkeypatch.setattr(es, "simulate", boom)
+    monkeypatch.setattr("exactsnn.data.poisson.poisson_batch", boom)
+    cases = [
+        (["--out", tmp_path / "nosuchdir" / "o.h5"], "folder"),
+        (["--out", tmp_path], "is a folder; give a file name"),
+        (["--out", tmp_path / "o.h5", "--save-checkpoint", tmp_path / "no" / "c.h5"], "--save-checkpoint"),
+    ]
+    for args, match in cases:
+        res = invoke("simulate", *args, "--demo", 1, *SMALL)
+        assert_user_error(res, 1, match)
+        assert res.output.strip().count("\n") == 0, res.output  # one line
+        assert res.output.startswith("Error: ") and "Errno" not in res.output
+    assert not (tmp_path / "o.h5").exists()

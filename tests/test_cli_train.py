@@ -91,6 +91,17 @@ def test_synthetic_shd_end_to_end(tmp_path):
     assert "test accuracy: " in res.output
     res = invoke("evaluate", tmp_path / "run")
     assert res.exit_code == 0 and "shd test, 16 samples, window 0.3 s" in res.output
+    # the validation split evaluate draws is the run's hold-out (checked after the data/network fit)
+    from exactsnn.config import load_config
+    from exactsnn.data.tasks import load_task
+
+    cfg = load_config(tmp_path / "run" / "config.toml")
+    valid = load_task(cfg.data, cfg.augment, cfg.train.seed).valid
+    res = invoke("evaluate", tmp_path / "run", "--split", "valid")
+    assert res.exit_code == 0 and f"shd valid, {len(valid)} samples" in res.output
+    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    acc = next(x for x in res.output.splitlines() if x.startswith("accuracy:")).split()[1]
+    assert acc == f"{100 * metrics[0]['val_acc']:.2f}"  # the same samples as during training
 
 
 def test_user_errors(tmp_path):
@@ -195,3 +206,143 @@ def test_adlif_user_errors(tmp_path):
     assert_user_error(invoke("train", "--learn", "a", "--out", tmp_path / "r"), "not a learnable parameter of lif")
     assert_user_error(invoke("train", "--neuron", "adlif", "--set", "network.a=-2", "--out", tmp_path / "r"),
                       "a must be > -1")
+
+
+# ----------------------------------------------------------------------------- issue 13: options, config, dry run
+def _config_of(output):
+    import tomllib
+
+    from exactsnn.config import config_from_dict
+
+    return config_from_dict(tomllib.loads(output))
+
+
+def test_train_hidden_repeated_equals_comma_separated():
+    a = invoke("train", "--hidden", "256", "--hidden", "128", "--print-config")
+    b = invoke("train", "--hidden", "256,128", "--print-config")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert a.output == b.output
+    assert _config_of(a.output).network.hidden == (256, 128)
+    assert _config_of(invoke("train", "--hidden", "64,32", "--hidden", "16", "--print-config").output
+                      ).network.hidden == (64, 32, 16)
+
+
+def test_train_neuron_options_map_onto_the_config(tmp_path):
+    res = invoke("train", "--neuron", "adlif", "--tau-mem", 0.01, "--tau-syn", 0.002, "--v-th", 1.5, "--v-reset",
+                 -0.1, "--t-ref", 0.001, "--tau-w", 0.2, "--a", 2, "--b", 0.1, "--learn", "tau_mem,a", "--learn", "b",
+                 "--recurrent", "--delays", "--seed", 3, "--threads", 1, "--lr", 1e-4, "--print-config")
+    assert res.exit_code == 0, res.output
+    cfg = _config_of(res.output)
+    nc = cfg.network
+    assert (nc.neuron, nc.tau_mem, nc.tau_syn, nc.v_th, nc.v_reset, nc.t_ref, nc.tau_w, nc.a, nc.b) == (
+        "adlif", 0.01, 0.002, 1.5, -0.1, 0.001, 0.2, 2.0, 0.1)
+    assert nc.learn == ("tau_mem", "a", "b") and nc.recurrent and nc.delays
+    assert cfg.train.seed == 3 and cfg.train.lr == 1e-4
+    # the options override the config file, --set overrides the options
+    file = tmp_path / "c.toml"
+    file.write_text("[network]\ntau_mem = 0.05\ntau_syn = 0.003\n")
+    cfg = _config_of(invoke("train", "-c", file, "--tau-mem", 0.01, "--print-config").output)
+    assert cfg.network.tau_mem == 0.01 and cfg.network.tau_syn == 0.003
+    cfg = _config_of(invoke("train", "--tau-mem", 0.01, "--set", "network.tau_mem=0.03", "--print-config").output)
+    assert cfg.network.tau_mem == 0.03
+
+
+def test_train_help_shows_the_config_defaults():
+    from exactsnn.config import Config
+    from exactsnn_cli.train import SHORTCUTS, TRAIN_DEFAULTS
+
+    cfg = Config()
+    for name, value in TRAIN_DEFAULTS.items():
+        section, key = SHORTCUTS[name].split(".")
+        assert getattr(getattr(cfg, section), key) == value, name
+    res = invoke("train", "--help")
+    assert res.exit_code == 0
+    flat = " ".join(res.output.split())
+    for text in ("[default: yinyang]", "[default: 80]", "[default: 16]", "[default: 0.002]", "[default: 600]",
+                 "[default: max]", "[default: 0.02]", "[default: no-recurrent]", "[default: lif]"):
+        assert text in flat.replace("no- recurrent", "no-recurrent"), text
+
+
+def test_print_config_loads_no_data_and_round_trips(tmp_path):
+    from exactsnn.config import Config, apply_overrides, load_config
+
+    res = invoke("train", "--dataset", "shd", "--data-dir", tmp_path / "nowhere", "--epochs", 3,
+                 "--set", "train.lr=1e-3", "--print-config")
+    assert res.exit_code == 0, res.output  # the missing data is not noticed: nothing is loaded
+    path = tmp_path / "c.toml"
+    path.write_text(res.output)
+    expected = apply_overrides(Config(), ["data.dataset=\"shd\"", f"data.data_dir=\"{tmp_path / 'nowhere'}\"",
+                                          "train.epochs=3", "train.lr=1e-3"])
+    assert load_config(path) == expected
+    assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob("runs*"))
+    assert_user_error(invoke("train", "--set", "train.lr=0", "--print-config"), "train.lr must be a finite number > 0")
+
+
+def test_dry_run_checks_and_describes_without_training(tmp_path):
+    run = tmp_path / "r"
+    res = invoke("train", "--hidden", "8,4", "--delays", "--dry-run", "--out", run)
+    assert res.exit_code == 0, res.output
+    assert "# network: 5 inputs -> 8 LIF (delays) -> 4 LIF (delays) -> 3 LI" in res.output
+    # weights 5*8 + 8*4 + 4*3 = 84, learned delays of the two hidden layers 40 + 32
+    assert "# parameters: 156 trainable" in res.output
+    assert "# data:    yinyang: 5 channels, 3 classes" in res.output
+    assert "hardware: " in res.output and "device cpu" in res.output
+    assert "epoch" not in res.output.replace("epochs", "")  # nothing trained
+    assert _config_of(res.output).network.hidden == (8, 4)  # the whole output is the config (plus comments)
+    assert not run.exists()
+    assert_user_error(invoke("train", "--dry-run", "--dataset", "shd", "--data-dir", tmp_path / "nowhere"),
+                      "shd_train.h5")
+
+
+def test_dry_run_and_resume_report_a_mismatch(yinyang_run, tmp_path):
+    out, _ = yinyang_run
+    assert_user_error(invoke("train", "--dry-run", "--out", out), "already holds a run")
+    res = invoke("train", "--resume", out, "--epochs", 3, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "resuming" in res.output and "at epoch 2" in res.output
+    res = invoke("train", "--resume", out, "--hidden", 5, "--dry-run")
+    assert_user_error(res, "(5-8-3) does not match the configured one (5-5-3")
+
+
+def test_train_prints_hardware_and_a_whole_run_eta(tmp_path):
+    res = invoke("train", "--hidden", 4, "--epochs", 2, "--set", "train.batch_size=256", "--out", tmp_path / "r",
+                 "--threads", 1)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    hw = next(x for x in lines if x.startswith("hardware: "))
+    assert "cores" in hw and "Numba 1 threads" in hw and "device cpu" in hw
+    first = next(x for x in lines if x.startswith("epoch 1/2"))
+    last = next(x for x in lines if x.startswith("epoch 2/2"))
+    assert "run ETA " in first and "run ETA" not in last
+
+
+def test_epoch_bar_shows_the_run_eta_after_one_epoch(monkeypatch):
+    import exactsnn_cli.train as cli_train
+
+    clock = [0.0]
+    monkeypatch.setattr(cli_train.time, "perf_counter", lambda: clock[0])
+    bar = cli_train.EpochBar(5)
+    for epoch in range(3):
+        for k in range(1, 5):
+            clock[0] += 2.5 + (10 if epoch == 0 and k == 1 else 0)  # the first batch compiles
+            bar(epoch, k, 4, 1.0, 0.5)
+            if epoch == 0:
+                assert "run ETA" not in bar.text
+    # epochs of 10 s (the first one's 10 s of compilation fell before its first report): 2 epochs left
+    assert bar.durations == [10.0, 10.0]
+    assert bar.run_eta(2, 4, 4) == 20.0 and "run ETA 20 s" in bar.text
+    from exactsnn.train import format_duration
+
+    assert [format_duration(s) for s in (3.21, 45, 250, 7500)] == ["3.2 s", "45 s", "4 min 10 s", "2 h 05 min"]
+
+
+def test_evaluate_reports_the_real_mismatch_first(yinyang_run, tmp_path):
+    """A Yin-Yang network evaluated on a tiny SHD folder: the 5-input / 3-class vs 700-channel / 20-class
+    mismatch is the error (not the validation hold-out that such a small training file cannot give)."""
+    out, _ = yinyang_run
+    data = tmp_path / "tiny"
+    assert invoke("data", "synth-shd", "--out", data, "--n-train", 3, "--n-test", 3, "--rate-scale", 0.1).exit_code == 0
+    for split in ("test", "valid", "train"):
+        res = invoke("evaluate", out, "--dataset", "shd", "--data-dir", data, "--split", split)
+        assert_user_error(res, "the network has 5 inputs and 3 outputs, the shd data 700 channels and 20 classes")
+        assert "holdout" not in res.output and "fraction" not in res.output

@@ -41,6 +41,16 @@ def test_overrides_parse_toml_values_and_bare_words():
         ("augment.blend=2", "augment.blend"),
         ("epochs=3", "section.key=value"),
         ("data.duration=-1", "data.duration"),
+        ("train.lr=0", "train.lr must be a finite number > 0"),
+        ("train.lr=-1e-3", "train.lr must be a finite number > 0"),
+        ("train.lr=nan", "train.lr must be a finite number > 0"),
+        ("train.lr=inf", "train.lr must be a finite number > 0"),
+        ("train.delay_lr=-1", "train.delay_lr must be a finite number >= 0"),
+        ("train.beta2=1", "train.beta2 must be in"),
+        ("network.tau_mem=0", "network.tau_mem must be a finite number > 0"),
+        ("network.tau_syn=nan", "network.tau_syn must be a finite number > 0"),
+        ("network.t_ref=-1e-3", "network.t_ref must be a finite number >= 0"),
+        ("network.v_th=inf", "network.v_th must be a finite number"),
     ],
 )
 def test_bad_overrides(override, match):
