@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,7 +78,10 @@ import numpy as np
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
 
-__all__ = ["CheckEntry", "GradcheckReport", "GroupResult", "INPUT_TIMES", "gradcheck", "parameter_groups"]
+__all__ = [
+    "CheckEntry", "GradcheckReport", "GroupResult", "INPUT_TIMES", "SilentNetworkWarning", "gradcheck",
+    "parameter_groups",
+]
 
 INPUT_TIMES = "input_times"
 MODES = ("random", "coordinate")
@@ -86,6 +90,11 @@ MAX_STEP_FACTOR = 100.0  # adaptive step: at most this many times eps
 NOISE_FACTOR = 4.0  # rounding noise of the Richardson estimate: NOISE_FACTOR * (noise of L) / h
 NOISE_PROBES = 8  # loss evaluations per group that measure the rounding noise of L
 FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # central differences at these fractions of the step h
+DEFAULT_TOL = 1e-6  # accepted error relative to each group's scale (GroupResult.ok, format_table, the CLI)
+
+
+class SilentNetworkWarning(UserWarning):
+    """Every checked gradient is exactly zero (typically a silent layer): the comparison is trivial."""
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -142,6 +151,22 @@ class GroupResult:
         """Checks skipped for any reason."""
         return self.n_skipped_pattern + self.n_skipped_kink + self.n_skipped_nonfinite
 
+    @property
+    def zero(self) -> bool:
+        """True when EventProp and every compared finite difference are exactly zero (nothing to compare)."""
+        return self.scale == 0.0
+
+    def status(self, tol: float = DEFAULT_TOL) -> str:
+        """``ok``, ``FAIL``, ``zero`` (compared, but gradient and differences are all exactly 0) or
+        ``skipped`` (no check could be compared); ``*`` marks a noise-limited group."""
+        if not self.n_checked:
+            return "skipped"
+        if not self.ok(tol):
+            status = "FAIL"
+        else:
+            status = "zero" if self.zero else "ok"
+        return status + ("*" if self.noise_limited(tol) else "")
+
     def noise_limited(self, tol: float = 1e-6) -> bool:
         """True when the estimated rounding noise of the differences exceeds ``tol``: float64 differences
         cannot resolve this group to ``tol`` (its gradients are tiny next to the loss)."""
@@ -165,6 +190,7 @@ class GradcheckReport:
     mode: str
     eps: float
     seed: int
+    layer_spikes: tuple[int | None, ...] = ()  # spikes of each layer in the base run (None: non-spiking)
 
     def group(self, name: str) -> GroupResult:
         """The row of group ``name`` (e.g. ``"weights[0]"``)."""
@@ -189,6 +215,28 @@ class GradcheckReport:
         errs = [g.worst_rel_error for g in self.groups if g.n_checked]
         return max(errs) if errs else 0.0
 
+    @property
+    def silent_layers(self) -> list[int]:
+        """Indices of the spiking layers that produced no spike at all in the base run."""
+        return [l for l, n in enumerate(self.layer_spikes) if n == 0]
+
+    @property
+    def all_zero(self) -> bool:
+        """True when every checked group's gradient and finite differences are exactly zero."""
+        return bool(self.groups) and all(g.zero for g in self.groups)
+
+    @property
+    def warning(self) -> str | None:
+        """One-line warning when the check is trivial because every gradient is exactly zero, else None
+        (:func:`gradcheck` issues it as a :class:`SilentNetworkWarning`; the CLI prints it)."""
+        if not self.all_zero:
+            return None
+        silent = self.silent_layers
+        why = (f"layer{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} produced no spikes on this "
+               "input" if silent else "the network produced no spikes that reach the loss")
+        return (f"every gradient is exactly zero ({why}), so the check is trivial: use stronger input weights "
+                "(e.g. a larger weight_mean) or more input spikes")
+
     def failed(self, tol: float = 1e-6) -> list[str]:
         """Names of the groups with a check above ``tol`` (above the noise, for a noise-limited group)."""
         return [g.name for g in self.groups if not g.ok(tol)]
@@ -202,8 +250,10 @@ class GradcheckReport:
         noise-limited group)."""
         return not self.failed(tol)
 
-    def format_table(self, tol: float | None = None) -> str:
-        """A plain-text table, one row per group; with ``tol`` a pass/FAIL column."""
+    def format_table(self, tol: float | None = DEFAULT_TOL) -> str:
+        """A plain-text table, one row per group, with a ``status`` column judged at ``tol`` (default 1e-6,
+        as the CLI): ``ok``, ``FAIL``, ``zero`` (all exactly 0: trivial) or ``skipped`` (no check compared),
+        ``*`` for noise-limited groups; ``tol=None`` leaves the column out."""
         head = ["group", "size", "checked", "skipped", "scale", "step", "noise", "worst rel err", "eventprop",
                 "finite diff"]
         if tol is not None:
@@ -224,8 +274,7 @@ class GradcheckReport:
                 f"{w.fd:+.9e}" if w is not None else "-",
             ]
             if tol is not None:
-                status = "-" if not g.n_checked else ("ok" if g.ok(tol) else "FAIL")
-                row.append(status + ("*" if g.noise_limited(tol) else ""))
+                row.append(g.status(tol))
             rows.append(row)
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
         lines = [
@@ -241,6 +290,8 @@ class GradcheckReport:
             if self.noise_limited(tol):
                 lines.append(f"* noise-limited: the rounding noise of the differences exceeds tol {tol:g}; "
                              "checked against the noise instead")
+            if any(g.n_checked and g.zero for g in self.groups):
+                lines.append("zero: EventProp and finite differences are both exactly 0 (nothing was compared)")
             lines.append(
                 f"{self.n_checked} checks compared, {self.n_skipped} skipped; "
                 + ("all groups within tolerance" if n_fail == 0 else f"{n_fail} group(s) FAILED")
@@ -352,6 +403,7 @@ def gradcheck(
     input_times: bool = False,
     kink_tol: float = 1e-7,
     adaptive: bool = True,
+    warn: bool = True,
 ) -> GradcheckReport:
     """Compare EventProp gradients with central finite differences of the loss; see the module docstring.
 
@@ -362,7 +414,9 @@ def gradcheck(
     plus ``"input_times"``; default: every weight group, the delays of layers built with
     ``delays=True``, and the input times when ``input_times=True``. ``kink_tol``: skip a check whose
     two Richardson estimates disagree by more than this times the group's scale. ``t_max`` in
-    seconds. Returns a :class:`GradcheckReport`; use ``report.ok(tol)`` to decide.
+    seconds. Returns a :class:`GradcheckReport`; use ``report.ok(tol)`` to decide. When every gradient is
+    exactly zero (a silent network) a :class:`SilentNetworkWarning` says so (``warn=False``: only
+    ``report.warning`` holds the message).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -501,4 +555,10 @@ def gradcheck(
             worst_rel_error=worst.rel_error if worst is not None else math.nan, worst=worst,
         ))
         entries.extend(done)
-    return GradcheckReport(tuple(results), tuple(entries), base_loss, mode, float(eps), int(seed))
+    spikes, it = [], iter(base_counts)
+    for layer in net.layers:
+        spikes.append(int(next(it).sum()) if layer.neuron.spiking else None)
+    report = GradcheckReport(tuple(results), tuple(entries), base_loss, mode, float(eps), int(seed), tuple(spikes))
+    if warn and report.warning is not None:
+        warnings.warn(report.warning, SilentNetworkWarning, stacklevel=2)
+    return report

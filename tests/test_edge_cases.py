@@ -526,8 +526,9 @@ def test_kernels_agree_with_zero_delays(recurrent, t_ref):
     mk = lambda delays: es.Network(  # noqa: E731
         n_inputs=n_in,
         layers=[
-            es.Layer(25, neuron, recurrent=recurrent, delays=delays),
-            es.Layer(10, neuron, recurrent=recurrent, delays=delays),
+            # weights N(0, 1/fan-in) (the library default before issue 13), then made positive below
+            es.Layer(25, neuron, recurrent=recurrent, delays=delays, weight_mean=0.0, weight_std=1 / np.sqrt(n_in)),
+            es.Layer(10, neuron, recurrent=recurrent, delays=delays, weight_mean=0.0, weight_std=1 / np.sqrt(25)),
         ],
     )
     net_dense, net_queue = mk(False), mk(True)

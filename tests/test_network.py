@@ -209,14 +209,59 @@ def test_init_weight_statistics():
     )
     p = net.init(seed=0)
     w0 = p.weights[0]
-    assert abs(w0.mean()) < 5 * (1 / 20) / math.sqrt(w0.size)
-    assert abs(w0.std() - 1 / math.sqrt(400)) < 0.02 / math.sqrt(400)
+    # default of a spiking layer (Layer.weight_init): mean drive at v_th for 10 Hz input, spread 20 % of v_th
+    mu, sd = 1.0 / (400 * 10.0 * 5e-3), 0.2 * 1.0 / (math.sqrt(400) * 10.0 * 5e-3)
+    assert net.layers[0].weight_init(400) == pytest.approx((mu, sd), rel=1e-12)
+    assert abs(w0.mean() - mu) < 5 * sd / math.sqrt(w0.size)
+    assert abs(w0.std() - sd) < 0.02 * sd
     w1 = p.weights[1]
     assert abs(w1.mean() - 0.5) < 0.01
     assert abs(w1.std() - 0.1) < 0.005
     r = p.recurrent_weights[1]
     off = r[~np.eye(200, dtype=bool)]
     assert abs(off.std() - 0.2) < 0.01
+
+
+def test_init_defaults_scale_with_the_model_and_keep_the_readout():
+    lif, ad = es.Layer(8, es.LIF(tau_syn=10e-3, v_th=2.0)), es.Layer(8, es.AdLIF(a=0.5))
+    # mean drive n_pre r tau_syn mu / (1 + a) = v_th at r = 10 Hz; drive spread 0.2 v_th across neurons
+    assert lif.weight_init(100) == pytest.approx((2.0 / (100 * 10 * 10e-3), 0.2 * 2.0 / (10 * 10 * 10e-3)))
+    assert ad.weight_init(100) == pytest.approx((1.5 / (100 * 10 * 5e-3), 0.2 * 1.5 / (10 * 10 * 5e-3)))
+    assert es.Layer(8, weight_mean=0.3).weight_init(100) == (0.3, 0.1)  # std 1/sqrt(n_pre), as it always was
+    assert es.Layer(8, weight_std=0.5).weight_init(100) == pytest.approx((1 / (100 * 10 * 5e-3), 0.5))
+    assert es.Layer(8, es.LI()).weight_init(100) == (0.0, 0.1)  # readout: N(0, 1/n_pre) as before
+
+
+def test_train_config_sets_its_own_init():
+    """``exactsnn train`` passes every init value from its config (Yin-Yang's tuned defaults), so the
+    Layer defaults never reach it."""
+    from exactsnn.config import Config
+    from exactsnn.train import build_network
+
+    cfg = Config()
+    net = build_network(cfg, 5, 3)
+    nc = cfg.network
+    hidden, readout = net.layers[0], net.layers[-1]
+    assert (hidden.weight_mean, hidden.weight_std) == (nc.weight_mean, nc.weight_scale / math.sqrt(5))
+    assert hidden.recurrent_std == nc.recurrent_scale / math.sqrt(hidden.size)
+    assert nc.readout_mean is None  # resolved per loss: 0 for the LI readout, 12 v_th/n_pre for first_spike
+    assert (readout.weight_mean, readout.weight_std) == (0.0, nc.readout_scale / math.sqrt(hidden.size))
+
+
+@pytest.mark.parametrize("neuron", [es.LIF(tau_mem=20e-3, tau_syn=5e-3, v_th=1.0), es.AdLIF()], ids=["lif", "adlif"])
+def test_default_init_fires_on_shd_like_input(neuron):
+    """A 700-256 recurrent network with the default init fires at a few to tens of Hz on SHD-like input
+    (700 Poisson channels at 10 Hz for 1 s; measured ~19-20 Hz); the old N(0, 1/fan-in) was silent."""
+    from exactsnn.data.poisson import poisson_batch
+
+    net = es.Network(700, [es.Layer(256, neuron, recurrent=True), es.Layer(20, es.LI())])
+    batch = poisson_batch(2, 700, rate=10.0, t_max=1.0, seed=3)
+    rec = es.simulate(net, net.init(seed=0), batch, t_max=1.0)
+    s = rec.spikes[0]
+    hz = s.n_events / (2 * 256 * 1.0)
+    assert 2.0 <= hz <= 50.0, hz
+    active = np.unique(np.repeat(np.arange(2), s.counts()) * 256 + s.units).size / (2 * 256)
+    assert active > 0.5, active  # the layer as a whole works, not a few runaway neurons
 
 
 def test_params_copy_is_deep():
