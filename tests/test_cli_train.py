@@ -346,3 +346,28 @@ def test_evaluate_reports_the_real_mismatch_first(yinyang_run, tmp_path):
         res = invoke("evaluate", out, "--dataset", "shd", "--data-dir", data, "--split", split)
         assert_user_error(res, "the network has 5 inputs and 3 outputs, the shd data 700 channels and 20 classes")
         assert "holdout" not in res.output and "fraction" not in res.output
+
+
+def test_readme_config_examples_work(tmp_path, monkeypatch):
+    """The README's --print-config / --dry-run lines, run in order as written (output redirection included)."""
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Training", 1)[1].split("```", 2)[1]
+    lines = [x.split("#", 1)[0].strip() for x in block.splitlines()
+             if "--print-config" in x or "--dry-run" in x]
+    assert len(lines) >= 2, block
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        words = shlex.split(line)
+        target = None
+        if ">" in words:
+            target, words = words[words.index(">") + 1], words[:words.index(">")]
+        assert words[0] == "exactsnn", line
+        res = runner.invoke(app, words[1:])
+        assert res.exit_code == 0, (line, res.output)
+        if target:
+            (tmp_path / target).write_text(res.stdout)
+    assert "dry run: everything fits" in res.output
+    assert not (tmp_path / "runs").exists()
