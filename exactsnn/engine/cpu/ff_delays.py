@@ -1,0 +1,591 @@
+"""Forward kernel for LIF layers whose delays sit on the feedforward synapses only.
+
+Scope: a LIF layer with per-synapse feedforward delays ``D[j, i]`` and, if recurrent, instantaneous
+(zero-delay) recurrence (``Layer(..., delays="feedforward")``, or a non-recurrent layer with
+``delays=True``). Same model, semantics, tie rules and record as :mod:`exactsnn.engine.cpu.queue`
+(exact event-driven simulation: no time grid, no missed spike, grazing included), much faster.
+
+Why this scheme (order-free accumulation). Between two spikes of a neuron (outside refractoriness)
+its state is linear in its inputs, so the arrivals it receives may be summed in any order; ordering
+matters only for a neuron that may reach threshold. Time is cut into windows [T0, T1) of length h
+(bookkeeping only: every state change and every spike keeps its exact time). For each window and
+neuron the feedforward arrivals in it are accumulated, order-free, into four numbers (positive and
+negative weights apart, one per mode tau in {tau_syn, tau_mem}) ::
+
+    S_tau = sum_a w_a exp(-(T1 - t_a)/tau)     (t_a in [T0, T1), so T1 - t_a in (0, h])
+
+A conservative screen (below) then clears most neurons; a cleared neuron's state at T1 is its state
+at T0 propagated over h plus the accumulators (no sorting, no search)::
+
+    I(T1) = a_s I(T0) + S_syn,     V(T1) = a_m V(T0) + c(h) I(T0) + k (S_syn - S_mem),
+    a_tau = exp(-h/tau),  c = the coupling of lif_factors,  k = tau_syn/(tau_syn - tau_mem).
+
+The neurons the screen flags (and those whose refractory window ends inside the window) replay the
+window exactly: their arrivals in it are collected, sorted (a few), and run through the same
+sequential exact search as the queue kernel (``lif_advance`` / ``lif_next_spike``), with the
+crossings of all flagged neurons taken earliest first.
+
+Factorised accumulation. Let u = the window of input spike t_i (T_u = u h <= t_i < T_u + h,
+r = t_i - T_u) and, per synapse, m0 = floor(D/h) and the phase p = (m0 + 1) h - D in (0, h]. The
+arrival t_a = t_i + D lies in window u + m0 when r < p (then T1 - t_a = p - r), else in window
+u + m0 + 1 (T1 - t_a = p - r + h). Hence w exp(-(T1 - t_a)/tau) = [w exp(-p/tau)] * [exp(r/tau)]
+(times exp(-h/tau) in the second case): a per-synapse factor in [e^{-h/tau} w, w) computed once per
+call and a per-spike factor in [1, e^{h/tau}) computed once per input spike. Every exponent is at
+most h/tau in size, whatever the delays, so nothing can overflow or underflow. Each input spike
+scatters its fan-out once, on arrival of the spike, into a ring of per-window accumulators spanning
+the largest delay: an arrival costs one comparison (r >= p) and two multiply-adds. The replay of a
+flagged neuron recomputes the same comparison from the same stored numbers, so each arrival belongs
+to exactly one window on both paths (an arrival time t_i + D that rounds across a window edge is
+clamped into its window: a shift of at most an ulp).
+
+The screen (proof). On [T0, T1] (h <= t_peak, the peak time of a kick's voltage response
+c(s) = k (e^{-s/tau_syn} - e^{-s/tau_mem}) >= 0, which rises on [0, t_peak]) the voltage is the free
+trajectory plus the responses of the window's arrivals::
+
+    V(t) = V_free(t) + sum_a w_a c(t - t_a) [t >= t_a].
+
+Each positive term is at most w_a c(T1 - t_a) (c rises on [0, T1 - t_a], a subset of [0, h]), each
+negative one at most 0, so the arrivals add at most k (S+_syn - S+_mem), the positive accumulators'
+voltage at T1. The free trajectory obeys V_free(s) <= V0 + max(max(I0, 0) - V0, 0) s/tau_mem
+(``lif_may_reach``) and V_free(s) = a_m(s) V0 + c(s) I0 <= max(V0, a_m(h) V0) + c(h) max(I0, 0)
+(c >= 0 rises on [0, h]); the smaller of the two bounds at s = h holds. A neuron is cleared when
+that bound, plus 1e-12 times the magnitude of its terms (covering rounding), stays below v_th.
+Zero-delay recurrent kicks R[j, k] at a spike time t_k in the window are arrivals like any other:
+they join the accumulators of cleared neurons (which are then screened again: a neuron flagged by a
+kick cannot cross before t_k, since its trajectory up to t_k was cleared) and are applied directly
+to flagged ones, after every crossing at the same instant (crossings first, then feedforward, then
+recurrent arrivals, as in the queue kernel). A neuron flagged by a kick replays the window from T0
+with its feedforward arrivals and every kick of the window so far.
+
+Refractoriness: a window inside a neuron's refractory window leaves V at v_reset and accumulates I
+(no crossing possible); a window in which refractoriness ends is replayed exactly (the current at the
+end is recorded). Near-equal time constants make k = tau_syn/(tau_syn - tau_mem) large and the
+difference S_syn - S_mem cancel: :func:`ff_supported` refuses |tau_syn - tau_mem| < 5 % of the larger
+(and v_th <= 0, rest at threshold); the caller runs the queue kernel for those layers.
+
+Cost per sample: O(input spikes x n) scatter (two multiply-adds per synapse), O(windows x n)
+vectorisable screen and update, O(spikes x n) recurrent kicks, plus exact work for the flagged
+neuron-windows (their arrivals are found by rescanning the input spikes of the last Dmax + h).
+Memory: O(n_pre x n) tables, O(ring x n) accumulators, O(spikes) record.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from exactsnn.engine.cpu.heap import grow
+from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.queue import sort_delays
+from exactsnn.neurons.lif import lif_advance, lif_factors, lif_next_spike, log1p_ratio
+
+__all__ = ["ff_supported", "ff_window", "ff_tables", "run_ff_delays_batch"]
+
+_CROSS = 0
+_ARR = 1
+_NONE = 2
+_SCREEN_REL = 1e-12  # rounding allowance of the screen, relative to the magnitude of its terms
+_NEAR_EQUAL = 0.05  # |tau_syn - tau_mem| below this fraction of the larger: queue kernel instead
+_H_MAX = 0.5e-3  # default window length (s), capped by the PSP peak time
+
+
+def ff_supported(tau_mem: float, tau_syn: float, v_th: float) -> bool:
+    """Whether the windowed kernel handles these LIF parameters (else use the queue kernel)."""
+    return v_th > 0.0 and abs(tau_syn - tau_mem) >= _NEAR_EQUAL * max(tau_mem, tau_syn)
+
+
+def ff_window(tau_mem: float, tau_syn: float, h_max: float = _H_MAX) -> float:
+    """Window length h (s): min(h_max, t_peak), t_peak = peak time of a kick's voltage response."""
+    t_peak = tau_syn * log1p_ratio((tau_syn - tau_mem) / tau_mem)
+    return min(h_max, t_peak)
+
+
+@njit(cache=True)
+def ff_tables(
+    W: np.ndarray, D: np.ndarray, h: float, tau_mem: float, tau_syn: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-call tables of the windowed kernel for weights/delays ``W, D`` (n, n_pre) and window h (s).
+
+    Returns ``(off, ph_s, fs, fm, m0, ph, ring)``: per presynaptic unit u and its synapses sorted by
+    delay (rows of shape (n_pre, n)): accumulator offset (m0 * 4n + 4 j + 2 [w < 0]), phase,
+    w e^{-phase/tau_syn}, w e^{-phase/tau_mem}; per synapse [j, u]: m0 and the phase (the same
+    floats); ``ring``: windows in the accumulator ring (max m0 + 2).
+    """
+    n, n_pre = W.shape
+    m0 = np.empty((n, n_pre), np.int64)
+    ph = np.empty((n, n_pre))
+    mmax = 0
+    for j in range(n):
+        for u in range(n_pre):
+            d = D[j, u]
+            m = int(math.floor(d / h))
+            p = (m + 1) * h - d
+            while p <= 0.0:
+                m += 1
+                p = (m + 1) * h - d
+            while p > h and m > 0:
+                m -= 1
+                p = (m + 1) * h - d
+            m0[j, u] = m
+            ph[j, u] = p
+            mmax = max(mmax, m)
+    ring = mmax + 2
+    order, _ = sort_delays(D)
+    off = np.empty((n_pre, n), np.int64)
+    ph_s = np.empty((n_pre, n))
+    fs = np.empty((n_pre, n))
+    fm = np.empty((n_pre, n))
+    for u in range(n_pre):
+        for k in range(n):
+            j = order[u, k]
+            w = W[j, u]
+            p = ph[j, u]
+            off[u, k] = m0[j, u] * 4 * n + 4 * j + (2 if w < 0.0 else 0)
+            ph_s[u, k] = p
+            fs[u, k] = w * math.exp(-p / tau_syn)
+            fm[u, k] = w * math.exp(-p / tau_mem)
+    return off, ph_s, fs, fm, m0, ph, ring
+
+
+@helper
+def _scatter(
+    acc: np.ndarray, base: int, shift: int, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray,
+    r: float, gs0: float, gm0: float, gs1: float, gm1: float,
+) -> None:
+    """Add one input spike's arrivals (rows of its unit) to the window accumulators."""
+    for k in range(off.size):
+        nx = r >= ph_s[k]
+        o = base + off[k] + (shift if nx else 0)
+        acc[o] += fs[k] * (gs1 if nx else gs0)
+        acc[o + 1] += fm[k] * (gm1 if nx else gm0)
+
+
+@helper
+def _kick_add(acc: np.ndarray, p0: int, row: np.ndarray, ek_s: float, ek_m: float) -> None:
+    """Add a zero-delay recurrent row (kick at T1 - s, ek_tau = e^{-s/tau}) to the window accumulators."""
+    for j in range(row.size):
+        w = row[j]
+        o = p0 + 4 * j + (2 if w < 0.0 else 0)
+        acc[o] += w * ek_s
+        acc[o + 1] += w * ek_m
+
+
+@helper
+def _screen(
+    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, status: np.ndarray, acc: np.ndarray, p0: int, p1: int,
+    T0: float, T1: float, start: bool, kh: float, am: float, ch: float, kk: float, v_th: float,
+    flags: np.ndarray, out: np.ndarray,
+) -> int:
+    """Flag the neurons that may reach v_th in the window (proof in the module docstring); list them.
+
+    ``start``: window start (flags free neurons the bound does not clear and neurons whose
+    refractory window ends inside); else re-screen after a kick (free, cleared neurons only).
+    Returns the number listed in ``out``.
+    """
+    n = V.size
+    akk = abs(kk)
+    count = 0
+    for j in range(n):
+        q = 4 * j
+        sp = acc[p0 + q] + acc[p1 + q]
+        mp = acc[p0 + q + 1] + acc[p1 + q + 1]
+        v0 = V[j]
+        i0 = I[j]
+        ip = max(i0, 0.0)
+        b1 = v0 + max(ip - v0, 0.0) * kh
+        b2 = max(v0, am * v0) + ch * ip
+        bound = min(b1, b2) + kk * (sp - mp)
+        scale = abs(v0) + ip + akk * (sp + mp) + abs(v_th)
+        hit = bound + _SCREEN_REL * scale >= v_th
+        re = ref_end[j]
+        if start:
+            f = (re < T1) & ((re > T0) | hit)
+            status[j] = 1 if re >= T1 else 0
+        else:
+            f = (status[j] == 0) & hit
+        flags[j] = f
+        count += f
+    if count == 0:
+        return 0
+    words = flags.view(np.uint64)
+    m = 0
+    for w in range(words.size):
+        if words[w] != 0:
+            for j in range(8 * w, 8 * w + 8):
+                if flags[j]:
+                    out[m] = j
+                    m += 1
+                    flags[j] = 0
+    return m
+
+
+@helper
+def _update(
+    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, acc: np.ndarray, p0: int, p1: int, T1: float,
+    am: float, ch: float, as_: float, kk: float, v_reset: float,
+) -> None:
+    """State at T1 of every neuron from its state at T0 and the window's accumulators (zeroed after)."""
+    for j in range(V.size):
+        q = 4 * j
+        ss = (acc[p0 + q] + acc[p1 + q]) + (acc[p0 + q + 2] + acc[p1 + q + 2])
+        sm = (acc[p0 + q + 1] + acc[p1 + q + 1]) + (acc[p0 + q + 3] + acc[p1 + q + 3])
+        v0 = V[j]
+        i0 = I[j]
+        v1 = am * v0 + ch * i0 + kk * (ss - sm)
+        V[j] = v_reset if ref_end[j] >= T1 else v1
+        I[j] = as_ * i0 + ss
+    for q in range(4 * V.size):
+        acc[p0 + q] = 0.0
+        acc[p1 + q] = 0.0
+
+
+@helper
+def _insertion_sort(lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lo: int, hi: int) -> None:
+    """Sort entries [lo, hi) by (time, kind), stably."""
+    for a in range(lo + 1, hi):
+        t = lt[a]
+        w = lw[a]
+        k = lk[a]
+        b = a - 1
+        while b >= lo and (lt[b] > t or (lt[b] == t and lk[b] > k)):
+            lt[b + 1] = lt[b]
+            lw[b + 1] = lw[b]
+            lk[b + 1] = lk[b]
+            b -= 1
+        lt[b + 1] = t
+        lw[b + 1] = w
+        lk[b + 1] = k
+
+
+@helper
+def _next_event(
+    j: int, V: np.ndarray, I: np.ndarray, tl: np.ndarray, ref_end: np.ndarray, lpos: np.ndarray,
+    lend: np.ndarray, lt: np.ndarray, nev: np.ndarray, nkind: np.ndarray, t_end: float,
+    tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
+) -> None:
+    """Neuron j's next event: its first crossing up to its next arrival (or t_end), else that arrival."""
+    pos = lpos[j]
+    has = pos < lend[j]
+    ta = lt[pos] if has else t_end
+    tc = lif_next_spike(V[j], I[j], tl[j], ta, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+    if tc >= 0.0:
+        nev[j] = tc
+        nkind[j] = _CROSS
+    elif has:
+        nev[j] = ta
+        nkind[j] = _ARR
+    else:
+        nev[j] = math.inf
+        nkind[j] = _NONE
+
+
+@helper
+def _apply(
+    j: int, t: float, w: float, V: np.ndarray, I: np.ndarray, tl: np.ndarray, ref_end: np.ndarray,
+    ref_spike: np.ndarray, out_r: np.ndarray, tau_mem: float, tau_syn: float, v_reset: float,
+) -> None:
+    """Bring neuron j to t (no crossing in between) and add w to its current."""
+    v1, i1, i_end = lif_advance(V[j], I[j], tl[j], t, ref_end[j], tau_mem, tau_syn, v_reset)
+    if not math.isnan(i_end):
+        out_r[ref_spike[j]] = i_end
+    V[j] = v1
+    I[j] = i1 + w
+    tl[j] = t
+
+
+@njit(cache=True)
+def ff_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray, has_rec: bool,
+    off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray, ph: np.ndarray,
+    ring: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float,
+    t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+) -> int:
+    """Simulate one sample of one layer with feedforward delays. Returns the spike count, or -1 on overflow.
+
+    ``W, D`` (n, n_pre): feedforward weights and delays (s); ``Rt`` (n, n): transposed zero-delay
+    recurrent weights; the tables come from :func:`ff_tables` for window length ``h``.
+    """
+    n, n_pre = W.shape
+    cap = out_t.size
+    n4 = 4 * n
+    n_in = np.searchsorted(tin, t_max, side="right")
+    n_win = int(math.floor(t_max / h)) + 1
+    while n_win > 1 and (n_win - 1) * h > t_max:
+        n_win -= 1
+    while n_win * h <= t_max:
+        n_win += 1
+    # window factors (every window has length h) and the per-spike factors
+    am, ch, as_ = lif_factors(h, tau_mem, tau_syn)
+    kh = h / tau_mem
+    kk = tau_syn / (tau_syn - tau_mem)
+    eh_s = math.exp(-h / tau_syn)
+    eh_m = math.exp(-h / tau_mem)
+    wi = np.empty(n_in, np.int64)
+    rr = np.empty(n_in)
+    for p in range(n_in):
+        t = tin[p]
+        w = int(math.floor(t / h))
+        while w > 0 and w * h > t:
+            w -= 1
+        while (w + 1) * h <= t:
+            w += 1
+        wi[p] = w
+        rr[p] = t - w * h
+    win_first = np.empty(n_win + 2, np.int64)  # first input spike of each window
+    p = 0
+    for w in range(n_win + 2):
+        while p < n_in and wi[p] < w:
+            p += 1
+        win_first[w] = p
+    # state
+    V = np.zeros(n)
+    I = np.zeros(n)
+    tl = np.zeros(n)
+    ref_end = np.full(n, -np.inf)
+    ref_spike = np.zeros(n, np.int64)
+    status = np.zeros(n, np.int8)  # 0 free (screened), 1 refractory all window, 2 flagged (replayed)
+    ref_list = np.empty(n, np.int64)
+    in_ref = np.zeros(n, np.bool_)
+    n_ref = 0
+    acc = np.zeros(2 * ring * n4)
+    flags = np.zeros(8 * ((n + 7) // 8), np.uint8)
+    fl = np.empty(n, np.int64)
+    newf = np.empty(n, np.int64)
+    fired = np.empty(n, np.int64)
+    lpos = np.zeros(n, np.int64)
+    lend = np.zeros(n, np.int64)
+    nev = np.full(n, math.inf)
+    nkind = np.full(n, _NONE, np.int64)
+    vsave = np.empty(n)
+    isave = np.empty(n)
+    lcap = 64
+    lt = np.empty(lcap)
+    lw = np.empty(lcap)
+    lk = np.empty(lcap, np.int64)
+    count = 0
+    span = ring  # an arrival's window is at most ring - 1 windows after its spike's
+    for w in range(n_win):
+        T0 = w * h
+        T1 = (w + 1) * h
+        last = w == n_win - 1
+        t_end = t_max if last else T1
+        p0 = (w % ring) * n4
+        p1 = p0 + ring * n4
+        # scatter the input spikes of this window (their arrivals fall in this window or later)
+        for p in range(win_first[w], win_first[w + 1]):
+            u = uin[p]
+            r = rr[p]
+            gs0 = math.exp(r / tau_syn)
+            gm0 = math.exp(r / tau_mem)
+            _scatter(acc, p0, n4, off[u], ph_s[u], fs[u], fm[u], r, gs0, gm0, gs0 * eh_s, gm0 * eh_m)
+        # screen
+        nf = _screen(V, I, ref_end, status, acc, p0, p1, T0, T1, True, kh, am, ch, kk, v_th, flags, fl)
+        win_spike0 = count
+        n_list = 0
+        p_lo = win_first[max(w - span, 0)]
+        p_hi = win_first[w + 1]
+        # collect and start every flagged neuron
+        for q in range(nf):
+            j = fl[q]
+            need = n_list + (p_hi - p_lo) + 1
+            if need > lcap:
+                lcap = 2 * need
+                lt = grow(lt, lcap)
+                lw = grow(lw, lcap)
+                lk = grow(lk, lcap)
+            n_list = _collect(j, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi,
+                              lt, lw, lk, n_list, lpos, lend)
+            status[j] = 2
+            tl[j] = T0
+            _next_event(j, V, I, tl, ref_end, lpos, lend, lt, nev, nkind, t_end, tau_mem, tau_syn, v_th, v_reset)
+        # events of the flagged neurons, earliest first
+        while nf > 0:
+            best = math.inf
+            bk = _NONE
+            bj = -1
+            for q in range(nf):
+                j = fl[q]
+                if nev[j] < best or (nev[j] == best and nkind[j] < bk):
+                    best = nev[j]
+                    bk = nkind[j]
+                    bj = j
+            if bj < 0:
+                break
+            if bk == _ARR:
+                pos = lpos[bj]
+                _apply(bj, lt[pos], lw[pos], V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+                lpos[bj] = pos + 1
+                _next_event(bj, V, I, tl, ref_end, lpos, lend, lt, nev, nkind, t_end, tau_mem, tau_syn, v_th,
+                            v_reset)
+                continue
+            # every crossing at exactly this time fires before any recurrent input they send
+            n_fired = 0
+            for q in range(nf):
+                j = fl[q]
+                if nkind[j] != _CROSS or nev[j] != best:
+                    continue
+                if count >= cap:
+                    return -1
+                _apply(j, best, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+                out_t[count] = best
+                out_u[count] = j
+                out_i[count] = I[j]
+                out_r[count] = math.nan
+                V[j] = v_reset
+                if t_ref > 0.0:
+                    ref_end[j] = best + t_ref
+                    ref_spike[j] = count
+                    if not in_ref[j]:
+                        in_ref[j] = True
+                        ref_list[n_ref] = j
+                        n_ref += 1
+                count += 1
+                fired[n_fired] = j
+                n_fired += 1
+            if has_rec:
+                s = T1 - best
+                ek_s = math.exp(-s / tau_syn)
+                ek_m = math.exp(-s / tau_mem)
+                for a in range(n_fired):
+                    k = fired[a]
+                    row = Rt[k]
+                    _kick_add(acc, p0, row, ek_s, ek_m)
+                    for q in range(nf):
+                        j = fl[q]
+                        rw = row[j]
+                        if rw == 0.0:
+                            continue
+                        # pending arrivals before the kick are at this very time (ff before rec)
+                        pos = lpos[j]
+                        while pos < lend[j] and lt[pos] <= best:
+                            _apply(j, lt[pos], lw[pos], V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn,
+                                   v_reset)
+                            pos += 1
+                        lpos[j] = pos
+                        _apply(j, best, rw, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+                # cleared neurons that the kicks may have brought to threshold replay the window
+                n_new = _screen(V, I, ref_end, status, acc, p0, p1, T0, T1, False, kh, am, ch, kk, v_th, flags,
+                                newf)
+                for q in range(n_new):
+                    j = newf[q]
+                    need = n_list + (p_hi - p_lo) + (count - win_spike0) + 1
+                    if need > lcap:
+                        lcap = 2 * need
+                        lt = grow(lt, lcap)
+                        lw = grow(lw, lcap)
+                        lk = grow(lk, lcap)
+                    lo = n_list
+                    n_list = _collect(j, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi,
+                                      lt, lw, lk, n_list, lpos, lend)
+                    for e in range(win_spike0, count):
+                        rw = Rt[out_u[e], j]
+                        if rw != 0.0:
+                            lt[n_list] = out_t[e]
+                            lw[n_list] = rw
+                            lk[n_list] = 2
+                            n_list += 1
+                    lend[j] = n_list
+                    _insertion_sort(lt, lw, lk, lo, n_list)
+                    status[j] = 2
+                    tl[j] = T0
+                    # no crossing before this instant (its trajectory up to here was cleared)
+                    pos = lo
+                    while pos < n_list and lt[pos] <= best:
+                        _apply(j, lt[pos], lw[pos], V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+                        pos += 1
+                    lpos[j] = pos
+                    nev[j] = -1.0  # (re)predicted below
+                    fl[nf] = j
+                    nf += 1
+            for q in range(nf):
+                j = fl[q]
+                if tl[j] == best or nev[j] <= best:
+                    _next_event(j, V, I, tl, ref_end, lpos, lend, lt, nev, nkind, t_end, tau_mem, tau_syn, v_th,
+                                v_reset)
+        if last:
+            # the record needs nothing else: refractory ends up to t_max of the replayed neurons
+            for q in range(nf):
+                j = fl[q]
+                _apply(j, t_max, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+            break
+        # flagged neurons to T1 (pending arrivals were all applied), then every other neuron
+        for q in range(nf):
+            j = fl[q]
+            _apply(j, T1, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+            vsave[q] = V[j]
+            isave[q] = I[j]
+        _update(V, I, ref_end, acc, p0, p1, T1, am, ch, as_, kk, v_reset)
+        for q in range(nf):
+            j = fl[q]
+            V[j] = vsave[q]
+            I[j] = isave[q]
+            tl[j] = T1
+            nev[j] = math.inf
+            nkind[j] = _NONE
+        # refractory windows that end exactly at T1 in a window that was not replayed
+        keep = 0
+        for a in range(n_ref):
+            j = ref_list[a]
+            if ref_end[j] <= T1:
+                if ref_end[j] == T1 and status[j] == 1:
+                    out_r[ref_spike[j]] = I[j]
+                in_ref[j] = False
+            else:
+                ref_list[keep] = j
+                keep += 1
+        n_ref = keep
+    return count
+
+
+@helper
+def _collect(
+    j: int, w: int, last: bool, T0: float, T1: float, t_max: float, tin: np.ndarray, uin: np.ndarray,
+    wi: np.ndarray, rr: np.ndarray, W: np.ndarray, D: np.ndarray, m0: np.ndarray, ph: np.ndarray,
+    p_lo: int, p_hi: int, lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, n_list: int,
+    lpos: np.ndarray, lend: np.ndarray,
+) -> int:
+    """Append neuron j's feedforward arrivals of window w (sorted) to the list; returns the new length."""
+    lo = n_list
+    Wj = W[j]
+    Dj = D[j]
+    mj = m0[j]
+    pj = ph[j]
+    for p in range(p_lo, p_hi):
+        u = uin[p]
+        wt = Wj[u]
+        if wt == 0.0:
+            continue
+        m = mj[u] + (1 if rr[p] >= pj[u] else 0)
+        if wi[p] + m != w:
+            continue
+        ta = tin[p] + Dj[u]
+        if last and ta > t_max:
+            continue
+        lt[n_list] = min(max(ta, T0), T1)
+        lw[n_list] = wt
+        lk[n_list] = 1
+        n_list += 1
+    _insertion_sort(lt, lw, lk, lo, n_list)
+    lpos[j] = lo
+    lend[j] = n_list
+    return n_list
+
+
+@njit(parallel=True, cache=True)
+def run_ff_delays_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray,
+    has_rec: bool, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray,
+    ph: np.ndarray, ring: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
+    t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """:func:`ff_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
+    for b in prange(offsets.size - 1):
+        lo = offsets[b]
+        hi = offsets[b + 1]
+        counts[b] = ff_sample(
+            times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, m0, ph, ring, h,
+            tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
+        )
