@@ -48,6 +48,10 @@ NEURONS = ("lif", "adlif")
 # neuron parameters each model can learn per neuron (network.learn)
 _LEARNABLE = {"lif": ("tau_mem", "tau_syn"), "adlif": ("tau_mem", "tau_syn", "tau_w", "a", "b")}
 LOSS_NAMES = ("max", "sum", "sum_exp", "sum_gaussian", "first_spike")
+# first_spike's default initial output drive: the readout weights' mean summed over the presynaptic
+# layer, in units of v_th (12 / 600 = 0.02 for the Yin-Yang default; 0, the LI readouts' mean, leaves
+# every output silent, so first_spike could not learn)
+FIRST_SPIKE_DRIVE = 12.0
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -98,7 +102,10 @@ class NetworkConfig:
     """Hidden layers (sizes), their neuron model and connectivity, and the LI readout.
 
     Times in seconds. Initial feedforward weights ~ N(weight_mean, (weight_scale / sqrt(n_pre))^2),
-    readout weights ~ N(readout_mean, (readout_scale / sqrt(n_pre))^2).
+    readout weights ~ N(readout_mean, (readout_scale / sqrt(n_pre))^2). ``readout_mean`` left unset
+    (None) depends on the loss (:meth:`readout_init_mean`): 0 for the LI readout of the voltage losses,
+    ``FIRST_SPIKE_DRIVE * v_th / n_pre`` for the spiking output of ``first_spike``, whose units must
+    fire from the start (a silent output has no first spike, hence no gradient).
     """
 
     hidden: tuple[int, ...] = (600,)
@@ -120,7 +127,7 @@ class NetworkConfig:
     recurrent_scale: float = 0.5
     readout_tau_mem: float = 20e-3
     readout_tau_syn: float = 5e-3
-    readout_mean: float = 0.0
+    readout_mean: float | None = None
     readout_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -144,7 +151,16 @@ class NetworkConfig:
             _check(math.isfinite(v) and v >= 0, f"network.{name} must be a finite number >= 0 (seconds), got {v!r}")
         for name in ("v_th", "v_reset", "a", "b", "weight_mean", "readout_mean"):
             v = getattr(self, name)
-            _check(math.isfinite(v), f"network.{name} must be a finite number, got {v!r}")
+            _check(v is None and name == "readout_mean" or v is not None and math.isfinite(v),
+                   f"network.{name} must be a finite number, got {v!r}")
+
+    def readout_init_mean(self, loss: str, n_pre: int) -> float:
+        """Mean initial readout weight for loss ``loss`` with ``n_pre`` presynaptic units: ``readout_mean``
+        if set; else 0 for an LI readout and ``FIRST_SPIKE_DRIVE * v_th / n_pre`` for first_spike's
+        spiking output (on Yin-Yang every output then fires 1-2 spikes per sample at init)."""
+        if self.readout_mean is not None:
+            return self.readout_mean
+        return FIRST_SPIKE_DRIVE * self.v_th / n_pre if loss == "first_spike" else 0.0
 
 
 @dataclass(frozen=True)

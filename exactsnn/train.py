@@ -94,7 +94,7 @@ def build_network(cfg: Config, n_inputs: int, n_classes: int) -> Network:
         readout = neuron
     else:
         readout = LI(tau_mem=nc.readout_tau_mem, tau_syn=nc.readout_tau_syn)
-    layers.append(Layer(n_classes, readout, weight_mean=nc.readout_mean,
+    layers.append(Layer(n_classes, readout, weight_mean=nc.readout_init_mean(cfg.loss.name, n_pre),
                         weight_std=nc.readout_scale / math.sqrt(n_pre)))
     return Network(n_inputs, layers)
 
@@ -471,6 +471,7 @@ def train(
     t_session = time.perf_counter()
     session_epochs: list[float] = []  # epoch times of this session (s), for the whole-run ETA
     stopped_early = False
+    warned_silent = False
 
     def wall() -> float:
         return st.wall + time.perf_counter() - t_session
@@ -496,6 +497,10 @@ def train(
                     raise ValueError(f"epoch {e + 1}, batch {k + 1}: {exc} (a lower train.lr may help)") from None
                 s_loss, s_corr, s_spk, s_n = st.sums
                 correct = float(np.sum(outs.predictions() == labels))
+                if not warned_silent and net.layers[-1].neuron.spiking and not outs.counts[-1].any():
+                    warned_silent = True  # first_spike: no output spike means no gradient at all
+                    log(f"warning: epoch {e + 1}, batch {k + 1}: no output unit fired, so the {cfg.loss.name} loss "
+                        "has no gradient and cannot learn; raise network.readout_mean (or leave it unset)")
                 spk = tuple(s_spk[j] + float(outs.counts[l].sum()) for j, l in enumerate(hidden))
                 st = replace(st, params=params, opt=opt_state, batch=k + 1,
                              sums=(s_loss + value * idx.size, s_corr + correct, spk, s_n + idx.size))
