@@ -130,8 +130,10 @@ def test_feedforward_delays_equal_full_delays_with_zero_recurrent_delays(neuron)
     loss, g = es.loss_and_grad(net, params, batch, labels, t_max=t_max)
     loss_full, g_full = es.loss_and_grad(full, params, batch, labels, t_max=t_max)
     assert loss == loss_full
-    np.testing.assert_array_equal(g.delays[0], g_full.delays[0])
-    np.testing.assert_array_equal(g.recurrent_weights[0], g_full.recurrent_weights[0])
+    # LIF: a different reverse replay (exactsnn/engine/cpu/ff_delays_backward.py); summation order differs
+    for name in ("weights", "delays", "recurrent_weights"):
+        a, b = getattr(g, name)[0], getattr(g_full, name)[0]
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max(), err_msg=name)
     assert np.any(g.delays[0] != 0) and np.any(g_full.recurrent_delays[0] != 0)
     assert np.all(g.recurrent_delays[0] == 0)  # not parameters of a feedforward-delay layer
 
