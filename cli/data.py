@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from exactsnn_cli.options import user_errors
+from exactsnn_cli.options import check_output_dir, user_errors
 
 data_app = typer.Typer(
     help="Dataset utilities.", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -30,6 +30,7 @@ def synth_shd(
     with user_errors():
         from exactsnn.data.synthetic import SynthSHD, write_synth_shd
 
+        check_output_dir(out, "--out")
         cfg = SynthSHD(rate_scale=rate_scale)
         for name in ("shd_train.h5", "shd_test.h5"):
             if (out / name).exists() and not force:

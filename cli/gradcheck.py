@@ -171,6 +171,9 @@ def gradcheck(
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(1)
     opt.set_threads(threads)
+    from exactsnn.train import describe_hardware
+
+    hardware = describe_hardware()
     try:
         with user_errors():
             loss_obj = make_loss(loss.value)
@@ -199,6 +202,7 @@ def gradcheck(
         numba.set_num_threads(previous_threads)
     wall = time.perf_counter() - t0
 
+    typer.echo(hardware)
     typer.echo(f"network: {_describe(net)}")
     typer.echo(f"input:   {n_samples} samples, Poisson {input_rate:g} Hz x {n_inputs} channels, "
                f"{batch.n_events} events, t_max {t_max:g} s")

@@ -107,6 +107,7 @@ def simulate(
     from exactsnn.checkpoint import save_checkpoint as write_checkpoint
     from exactsnn.data.poisson import poisson_batch
     from exactsnn.data.shd import LayerSpikesWriter, NonFiniteSpikesWarning, read_spikes_h5
+    from exactsnn.train import describe_hardware
 
     t_start = time.perf_counter()
     seed = 0 if seed is None else seed
@@ -173,6 +174,7 @@ def simulate(
 
         if save_checkpoint is not None:
             write_checkpoint(save_checkpoint, net, params, extra={"created_by": "exactsnn simulate", "seed": seed})
+        typer.echo(describe_hardware())
 
         # ---- simulate, streaming batches into the output file
         B = len(batch)

@@ -348,6 +348,7 @@ def test_hidden_comma_separated_and_repeated_in_simulate(tmp_path):
                      "--save-checkpoint", ckpt, "--threads", 1)
         assert res.exit_code == 0, res.output
         assert "700 inputs -> 8 LIF (recurrent) -> 4 LIF (recurrent) -> 3 LI" in res.output
+        assert "Numba 1 threads" in res.output and "device cpu" in res.output  # the hardware line
         assert [layer.size for layer in load_checkpoint(ckpt)[0].layers] == [8, 4, 3]
         outs.append(read_spikes_h5(out, group="layer_0")[0])
     np.testing.assert_array_equal(outs[0].times, outs[1].times)

@@ -302,6 +302,18 @@ def test_dry_run_and_resume_report_a_mismatch(yinyang_run, tmp_path):
     assert "resuming" in res.output and "at epoch 2" in res.output
     res = invoke("train", "--resume", out, "--hidden", 5, "--dry-run")
     assert_user_error(res, "(5-8-3) does not match the configured one (5-5-3")
+    cfg = _config_of(invoke("train", "--resume", out, "--epochs", 5, "--print-config").output)
+    assert cfg.train.epochs == 5 and cfg.network.hidden == (8,)  # the run's config plus the override
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path):
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    res = invoke("train", "--out", file, "--hidden", 4)
+    assert_user_error(res, "is a file, not a folder")
+    assert "epoch" not in res.output and "Errno" not in res.output
+    assert_user_error(invoke("train", "--out", file / "run", "--dry-run"), "is a file, not a folder")
+    assert_user_error(invoke("data", "synth-shd", "--out", file), "is a file, not a folder")
 
 
 def test_train_prints_hardware_and_a_whole_run_eta(tmp_path):
