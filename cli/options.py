@@ -124,7 +124,7 @@ def delays_option(default: bool) -> Any:
     """``--delays/--no-delays``: per-synapse (learnable) delays in the hidden layers."""
     return Annotated[bool | None, typer.Option(
         "--delays/--no-delays",
-        help=f"Per-synapse delays in the hidden layers (learned in train). [default: "
+        help=f"Per-synapse delays in the hidden layers (trainable parameters). [default: "
              f"{'delays' if default else 'no-delays'}]")]
 
 

@@ -383,3 +383,21 @@ def test_readme_config_examples_work(tmp_path, monkeypatch):
             (tmp_path / target).write_text(res.stdout)
     assert "dry run: everything fits" in res.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_library_evaluate_checks_the_data_fits_first():
+    import exactsnn as es
+    from exactsnn.data.datasets import Split
+    from exactsnn.losses import MaxVoltage
+    from exactsnn.train import evaluate
+
+    net = es.Network(5, [es.Layer(4), es.Layer(3, es.LI())])
+    params = net.init(0)
+    wide = es.SpikeBatch.from_lists([(np.array([0.01]), np.array([600]))], n_units=700)
+    with pytest.raises(ValueError, match="the network has 5 inputs and 3 outputs, the test split 700 channels"):
+        evaluate(net, params, Split(wide, np.array([0]), "test", 20), MaxVoltage(), 0.05)
+    narrow = es.SpikeBatch.from_lists([(np.array([0.01]), np.array([2]))], n_units=5)
+    with pytest.raises(ValueError, match="5 channels and 20 classes"):
+        evaluate(net, params, Split(narrow, np.array([7]), "test", 20), MaxVoltage(), 0.05)
+    res = evaluate(net, params, Split(narrow, np.array([1]), "test", 3), MaxVoltage(), 0.05)
+    assert res.predictions.shape == (1,)
