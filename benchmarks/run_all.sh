@@ -12,3 +12,4 @@ python benchmarks/backward.py --variants recurrent,feedforward --repeats 5 --jso
 python benchmarks/forward.py --json "$out/forward.json" | tee "$out/forward.txt"
 python benchmarks/scaling.py --json "$out/scaling.json" --png-dir "$out" | tee "$out/scaling.txt"
 python benchmarks/nest_forward.py --json "$out/nest_forward.json" --png "$out/nest_forward.png" | tee "$out/nest_forward.txt"
+python benchmarks/engine_table.py --json "$out/engine_table.json" | tee "$out/engine_table.txt"

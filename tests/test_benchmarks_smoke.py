@@ -42,3 +42,13 @@ def test_backward_quick_with_throughput_columns(tmp_path):
           "--json", str(js)], tmp_path)
     row = json.loads(js.read_text())["variants"][0]
     assert row["forward_syn_events_per_s_per_core"] > 0 and row["backward_syn_events_per_s_per_core"] > 0
+
+
+def test_engine_table_quick(tmp_path):
+    js = tmp_path / "engine.json"
+    text = _run(["benchmarks/engine_table.py", "--quick", "--variants", "lif_taus", "--json", str(js)], tmp_path)
+    rows = {r["variant"]: r for r in json.loads(js.read_text())["variants"]}
+    assert set(rows) == {"baseline", "lif_taus"}
+    for r in rows.values():
+        assert r["median_s"] > 0 and r["ratio"] > 0 and 10.0 <= r["cal_rate"] <= 20.0, r
+    assert "2. LIF learn" in text and "load average" in text
