@@ -11,6 +11,9 @@ its two fields:
 * ``schedule``: ``"shared_clock"`` for a layer without delays (one clock per layer: every neuron is
   brought to each event together) or ``"arrivals"`` when some synapses have delays (per-synapse
   arrival times, a heap of pending arrivals and predicted crossings).
+* ``ff_windows``: a LIF-family arrivals layer whose delays are on the feedforward synapses only (zero-delay
+  recurrence, or none) runs the windowed order-free kernel (:mod:`exactsnn.engine.cpu.ff_delays`) when its
+  parameters allow it (v_th > 0, tau_mem and tau_syn not nearly equal); otherwise the per-arrival heap kernel.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class LayerPlan:
     recurrent: bool
     ff_delays: bool
     rec_delays: bool
+    ff_windows: bool = False
 
     @property
     def delays(self) -> bool:
@@ -48,4 +52,10 @@ def layer_plan(layer: Layer) -> LayerPlan:
         schedule = "none"
     else:
         schedule = "arrivals" if layer.ff_delays or layer.rec_delays else "shared_clock"
-    return LayerPlan(family, schedule, layer.recurrent, layer.ff_delays, layer.rec_delays)
+    ff_windows = False
+    if family == "lif" and schedule == "arrivals" and not layer.rec_delays:
+        from exactsnn.engine.cpu.ff_delays import ff_supported
+
+        nrn = layer.neuron
+        ff_windows = ff_supported(nrn.tau_mem, nrn.tau_syn, nrn.v_th)
+    return LayerPlan(family, schedule, layer.recurrent, layer.ff_delays, layer.rec_delays, ff_windows)

@@ -7,6 +7,9 @@ modules for why):
 * LIF family, shared clock (no delays, recurrent or not): :mod:`exactsnn.engine.cpu.dense` — events
   in time order, all neurons brought to each event together with shared decay factors, exact
   crossing search only for the neurons a conservative bound flags.
+* LIF family, delays on the feedforward synapses only (zero-delay recurrence or none):
+  :mod:`exactsnn.engine.cpu.ff_delays` — order-free accumulation of the arrivals in windows (bookkeeping,
+  not a grid), a conservative screen, exact replay of the few neuron-windows it flags.
 * LIF family, arrivals (delays on some synapses): :mod:`exactsnn.engine.cpu.queue` — per-synapse
   arrivals sorted once, recurrent arrivals and predicted crossings in an array-backed heap with
   version stamps, lazy per-neuron state.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exactsnn.engine.cpu.dense import run_dense_batch
+from exactsnn.engine.cpu.ff_delays import ff_supported, ff_tables, ff_window, run_ff_delays_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
@@ -174,7 +178,20 @@ def _run_layer(
     results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * B
     # what the kernels need besides the batch: computed once, not per overflow retry
     lin = linear_layer(layer, params.neuron[layer_idx]) if plan.family == "linear" else None
-    if plan.schedule == "arrivals":
+    # a layer with recurrent delays that are all zero is a feedforward-delay layer: same kernel, same floats
+    windows = plan.ff_windows or (
+        plan.family == "lif" and plan.rec_delays and ff_supported(nrn.tau_mem, nrn.tau_syn, nrn.v_th)
+        and not np.any(params.recurrent_delays[layer_idx])
+    )
+    if windows:
+        h = ff_window(nrn.tau_mem, nrn.tau_syn)
+        Wc = np.ascontiguousarray(W)
+        Dc = np.ascontiguousarray(params.delays[layer_idx])
+        # delays past t_max + h only place arrivals after t_max: capping them bounds the accumulator ring
+        ff_tabs = ff_tables(Wc, np.minimum(Dc, t_max + h), h, nrn.tau_mem, nrn.tau_syn)
+        ff_order = rec_order = np.zeros((1, 1), np.int64)
+        ff_delay = rec_delay = np.zeros((1, 1))
+    elif plan.schedule == "arrivals":
         E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
         ff_order, ff_delay = sort_delays(np.ascontiguousarray(params.delays[layer_idx]))
         rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
@@ -195,6 +212,12 @@ def _run_layer(
                 np.ascontiguousarray(R), rec_order, rec_delay, has_rec, plan.delays,
                 lin.A, lin.P, lin.bounds, lin.tau_w, lin.tau_syn, lin.a, lin.b, lin.uniform,
                 nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+            )
+        elif windows:
+            run_ff_delays_batch(
+                sub.times, sub.units, sub.offsets, Wc, Dc, np.ascontiguousarray(R.T), has_rec, *ff_tabs, h,
+                nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
+                out_t, out_u, out_i, out_r, counts,
             )
         elif plan.schedule == "arrivals":
             run_queue_batch(
