@@ -421,6 +421,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return a
 
 
+def code_version() -> str:
+    """The checkout's commit and whether its working tree differs from it (so saved tables can be traced)."""
+    root = Path(__file__).resolve().parents[1]
+    if Path(es.__file__).resolve().parent != root / "exactsnn":
+        return "not this checkout"
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "exactsnn"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + (" + uncommitted changes in exactsnn/" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -431,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     ff_mode = feedforward_delay_mode()
     print(f"exactsnn engine table (issue 12)  (python {platform.python_version()}, numba {numba.__version__}, "
           f"numpy {np.__version__})")
+    version = code_version()
+    print(f"exactsnn at {version} ({Path(es.__file__).resolve().parent})")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; numba threads: "
           f"{a.threads}; {load_line()}")
     print(f"workload: batch {a.batch} x {a.duration:g} s, {N_INPUTS} Poisson inputs at {RATE_HZ:g} Hz (seed {a.seed}), "
@@ -468,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     print("tm MiB     = tracemalloc peak of one extra call; rss MiB: ru_maxrss growth during it (peak mark reset)")
     print("mem ratio  = tracemalloc peak / the baseline's, same process (target for the delay rows: <= 2x)")
     print("(n*)       = stopped by --max-seconds after n timed calls; '> cap': stopped before the first")
-    if not ff_mode:
+    if ff_mode:
+        print("ff delays  = es.Layer(..., delays='feedforward'): delayed input synapses, instantaneous recurrence")
+    else:
         print("note: this exactsnn has no Layer(delays='feedforward'): the ff-delay rows use delays=True with the "
               "recurrent delays set to zero (recurrent arrivals still take the delay kernel's path)")
     learn = {k: VARIANTS[k].learn for k in a.chosen if VARIANTS[k].learn}
@@ -484,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{load_line()}")
     if a.json:
         doc = {"machine": mach,
+               "exactsnn": version,
                "workload": {"batch": a.batch, "duration_s": a.duration, "n_inputs": N_INPUTS, "rate_hz": RATE_HZ,
                             "hidden": N_HIDDEN, "readout": N_READOUT, "delay_max_s": DELAY_MAX,
                             "repeats": a.repeats, "seed": a.seed, "target_rate_hz": a.target_rate,
