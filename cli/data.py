@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from exactsnn_cli.options import check_output_dir, user_errors
+from exactsnn_cli.options import check_output_dir, positive, user_errors
 
 data_app = typer.Typer(
     help="Dataset utilities.", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -23,7 +23,8 @@ def synth_shd(
     n_train: Annotated[int, typer.Option(min=1, help="Training samples (SHD: 8156).")] = 8156,
     n_test: Annotated[int, typer.Option(min=1, help="Test samples (SHD: 2264).")] = 2264,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the samples (the classes are fixed).")] = 0,
-    rate_scale: Annotated[float, typer.Option(min=0.0, help="Scales every firing rate (spikes per sample).")] = 1.0,
+    rate_scale: Annotated[float, typer.Option(
+        callback=positive, help="Scales every firing rate (spikes per sample); > 0.")] = 1.0,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
     """Write synthetic SHD-shaped data (700 channels, ~1 s, 20 classes, 12 speakers) in the SHD layout."""

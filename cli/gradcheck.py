@@ -106,7 +106,7 @@ def gradcheck(
                           "hidden layer is then the spiking output).")
     ] = DEFAULT_READOUT,
     n_inputs: Annotated[int, typer.Option(min=1, help="Input channels.")] = DEFAULT_N_INPUTS,
-    input_rate: Annotated[float, typer.Option(help="Poisson input rate per channel, Hz.",
+    input_rate: Annotated[float, typer.Option(help="Poisson input rate per channel, Hz (>= 0).",
                                               callback=non_negative)] = DEFAULT_RATE_HZ,
     weight_scale: Annotated[
         float, typer.Option(help=f"Scale of the hidden feedforward weights; 1 gives a mean drive of {DRIVE:g} v_th "
@@ -121,11 +121,11 @@ def gradcheck(
     threads: opt.threads_option("1: its tiny batches run faster serially") = None,
     n_checks: Annotated[int, typer.Option(min=1, help="Checks per parameter group.")] = 20,
     n_samples: Annotated[int, typer.Option(min=1, help="Samples in the batch.")] = 4,
-    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s.", callback=positive)] = 0.1,
+    t_max: Annotated[float, typer.Option(help="Simulated time per sample, s (> 0).", callback=positive)] = 0.1,
     tol: Annotated[float, typer.Option(help="Largest accepted error, relative to each group's largest "
-                                       "|gradient|.", callback=positive)] = 1e-6,
+                                       "|gradient| (> 0).", callback=positive)] = 1e-6,
     eps: Annotated[float, typer.Option(help="Finite-difference step (absolute; seconds for delays and input "
-                                       "times).", callback=positive)] = 1e-6,
+                                       "times; > 0).", callback=positive)] = 1e-6,
     mode: Annotated[Mode, typer.Option(help="random: random unit directions per group; coordinate: single "
                                        "entries.")] = Mode.random,
     input_times: Annotated[

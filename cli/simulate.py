@@ -80,7 +80,7 @@ def simulate(
     ] = None,
     weight_std: Annotated[
         float | None,
-        typer.Option(help=f"Std of hidden feedforward weights. [default: {DEFAULT_WEIGHT_STD}]",
+        typer.Option(help=f"Std of hidden feedforward weights (>= 0). [default: {DEFAULT_WEIGHT_STD}]",
                      callback=non_negative),
     ] = None,
     seed: opt.Seed = None,

@@ -379,12 +379,14 @@ def test_gradcheck_hidden_comma_separated_and_repeated():
         ("simulate", ["--tau-syn", "inf"]), ("simulate", ["--tau-w", "-1"]), ("simulate", ["--v-th", "nan"]),
         ("simulate", ["--threads", "0"]), ("simulate", ["--a", "nan"]),
         ("gradcheck", ["--tau-mem", "nan"]), ("gradcheck", ["--t-ref", "-1"]), ("gradcheck", ["--tol", "0"]),
-        ("gradcheck", ["--eps", "inf"]), ("gradcheck", ["--b", "nan"]),
+        ("gradcheck", ["--eps", "inf"]), ("gradcheck", ["--b", "nan"]), ("gradcheck", ["--input-rate", "nan"]),
+        ("data", ["synth-shd", "--rate-scale", "nan"]), ("data", ["synth-shd", "--rate-scale", "0"]),
     ],
 )
 def test_numeric_options_say_what_is_allowed(tmp_path, command, args):
     """Zero, negative, nan and inf are refused when parsed, with a message that states the accepted range."""
-    extra = ["--out", tmp_path / "o.h5"] if command == "simulate" else ["--print-config"] if command == "train" else []
+    extra = {"simulate": ["--out", tmp_path / "o.h5"], "train": ["--print-config"],
+             "data": ["--out", tmp_path / "o.h5"]}.get(command, [])
     res = invoke(command, *args, *extra)
     assert_user_error(res, 2)
     assert any(s in res.output for s in ("> 0", ">= 0", "finite number", "greater than or equal to 1")), res.output
