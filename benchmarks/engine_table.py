@@ -422,10 +422,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def code_version() -> str:
-    """The checkout's commit and whether its working tree differs from it (so saved tables can be traced)."""
-    root = Path(__file__).resolve().parents[1]
-    if Path(es.__file__).resolve().parent != root / "exactsnn":
-        return "not this checkout"
+    """The commit of the checkout that holds the imported exactsnn and whether its exactsnn/ differs from it
+    (so saved tables can be traced)."""
+    root = Path(es.__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10).stdout.strip()
