@@ -230,24 +230,31 @@ def worker(spec: dict) -> dict:
     is_base = v.key == "baseline"  # its row: the baseline calls alone, ratio 1 by definition
     base_s: list[float] = []
     var_s: list[float] = []
+    base_c: list[float] = []  # process CPU seconds (all threads) of the same calls
+    var_c: list[float] = []
+
+    def timed(fn, wall: list[float], cpu: list[float]):
+        c0, t0 = time.process_time(), time.perf_counter()
+        r = fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        return r
+
     for i in range(spec["repeats"]):
         if i > 0 and not fits((0.0 if is_base else var_s[-1]) + sum(base_s[-BASE_CALLS_PER_ROUND:])):
             out["note"] = f"{i} of {spec['repeats']} rounds (the next would pass --max-seconds)"
             break
         for _ in range(BASE_CALLS_PER_ROUND):
-            t0 = time.perf_counter()
-            res = base_call()
-            base_s.append(time.perf_counter() - t0)
+            res = timed(base_call, base_s, base_c)
         if not is_base:
-            t0 = time.perf_counter()
-            res = var_call()
-            var_s.append(time.perf_counter() - t0)
+            res = timed(var_call, var_s, var_c)
         spikes = float(res[2].counts[0].sum())
-        secs = base_s if is_base else var_s
+        secs, cpus = (base_s, base_c) if is_base else (var_s, var_c)
         out.update(seconds=secs, base_seconds=base_s, median_s=statistics.median(secs),
-                   base_median_s=statistics.median(base_s), rate_hz=spikes / (B * N_HIDDEN * T),
-                   hidden_spikes_per_sample=spikes / B)
+                   base_median_s=statistics.median(base_s), cpu_seconds=cpus, base_cpu_seconds=base_c,
+                   rate_hz=spikes / (B * N_HIDDEN * T), hidden_spikes_per_sample=spikes / B)
         out["ratio"] = out["median_s"] / out["base_median_s"]
+        out["cpu_ratio"] = statistics.median(cpus) / statistics.median(base_c)
         _emit("progress", **out)
     if spec["memory"] and fits(out["median_s"] + out["base_median_s"]):
         out["base_tracemalloc_mib"], out["base_rss_mib"], out["peak_rss_reset"] = _memory(base_call)
@@ -330,6 +337,10 @@ def _verdict(value: float | None, target: float | None, capped_lower: float | No
     return "PASS" if value <= target else "MISS"
 
 
+def _ratio(x: float) -> str:
+    return f"{x:.2f}x" if x < 100 else f"{x:.0f}x"
+
+
 def _secs(x: float) -> str:
     return f"{x:.4f}" if x < 10 else f"{x:.2f}"
 
@@ -347,7 +358,7 @@ def table_rows(results: list[dict], cap: float | None) -> list[list[str]]:
         if "median_s" in res:  # complete, or capped after some timed rounds (marked with *)
             n = len(res["seconds"])
             time_s, ratio = f"{_secs(res['median_s'])} ({n}{'*' if res.get('capped') else ''})", res["ratio"]
-            ratio_s = f"{ratio:.2f}x" if ratio < 100 else f"{ratio:.0f}x"
+            ratio_s = _ratio(ratio)
         elif res.get("capped"):
             time_s, ratio, ratio_s = f"> cap {cap:g}s", None, "> cap"
             base = base_s or (base_row or {}).get("median_s")
@@ -358,6 +369,7 @@ def table_rows(results: list[dict], cap: float | None) -> list[list[str]]:
         mr = res.get("mem_ratio")
         rows.append([
             v.label, rate, time_s, "-" if base_s is None else _secs(base_s), ratio_s,
+            "-" if res.get("cpu_ratio") is None else _ratio(res["cpu_ratio"]),
             "-" if v.target is None else f"<= {v.target:g}x",
             _verdict(ratio, v.target, lower),
             "-" if tm is None else f"{tm:.1f}", "-" if res.get("rss_mib") is None else f"{res['rss_mib']:.1f}",
@@ -367,8 +379,8 @@ def table_rows(results: list[dict], cap: float | None) -> list[list[str]]:
     return rows
 
 
-HEAD = ["variant", "rate Hz", "l&g s (n)", "base s", "ratio", "target", "speed", "tm MiB", "rss MiB", "mem ratio",
-        "mem target", "memory"]
+HEAD = ["variant", "rate Hz", "l&g s (n)", "base s", "ratio", "cpu ratio", "target", "speed", "tm MiB", "rss MiB",
+        "mem ratio", "mem target", "memory"]
 
 
 def print_table(cells: list[list[str]]) -> None:
@@ -481,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     print("l&g s (n)  = median wall time of one es.loss_and_grad call on the whole batch, over n timed calls")
     print("base s     = median of the baseline's calls in the same process (3 per timed round, interleaved)")
     print("ratio      = l&g s / base s; target and speed: the issue's target and PASS/MISS against it")
+    print("cpu ratio  = the same ratio of median process CPU times (all threads): less sensitive to other load")
     print("tm MiB     = tracemalloc peak of one extra call; rss MiB: ru_maxrss growth during it (peak mark reset)")
     print("mem ratio  = tracemalloc peak / the baseline's, same process (target for the delay rows: <= 2x)")
     print("(n*)       = stopped by --max-seconds after n timed calls; '> cap': stopped before the first")
