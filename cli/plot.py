@@ -18,7 +18,8 @@ def plot(
     split: Annotated[str, typer.Option(help="Split the raster sample comes from: train | valid | test.")] = "test",
     raster: Annotated[bool, typer.Option("--raster/--no-raster", help="Also simulate and draw a raster.")] = True,
 ) -> None:
-    """Draw learning_curves.png, raster.png and readout.png (needs: pip install "exactsnn[plot]")."""
+    """Draw learning_curves.png, raster.png (spikes of one sample, readout voltages below) and readout.png
+    (output voltages of that sample, predicted and true class marked)."""
     with user_errors():
         try:
             from exactsnn.plotting import plot_learning_curves, plot_raster, plot_voltage, read_metrics
@@ -33,6 +34,8 @@ def plot(
                 from exactsnn.config import config_from_dict
                 from exactsnn.data.tasks import load_task
                 from exactsnn.engine.simulate import simulate
+                from exactsnn.grad import evaluate_batch
+                from exactsnn.train import build_loss
 
                 ckpt = run / "best.h5" if (run / "best.h5").exists() else run / "last.h5"
                 net, params, extra = load_checkpoint(ckpt)
@@ -44,23 +47,37 @@ def plot(
                 if sample >= len(data):
                     raise ValueError(f"--sample {sample} out of range: the {split} split has {len(data)} samples")
                 one = data.batch.select([sample])
-                rec = simulate(net, params, one, task.t_max)
-                names = ["input"] + [f"layer {l} ({type(layer.neuron).__name__})" for l, layer in enumerate(net.layers)]
-                sizes = [net.n_inputs] + [layer.size for layer in net.layers]
                 label = int(data.labels[sample])
-                cls = task.class_names[label] if task.class_names and label < len(task.class_names) else str(label)
-                path = plot_raster([one] + list(rec.spikes), sizes, names, 0, task.t_max, dest / "raster.png",
-                                   title=f"{task.name} {split} sample {sample} (class {cls}), {ckpt.name}")
+                rec = simulate(net, params, one, task.t_max)
+                # the prediction as training and evaluation make it (the run's loss decides)
+                _, outs = evaluate_batch(net, params, one, data.labels[[sample]], build_loss(cfg), task.t_max)
+                predicted = int(outs.predictions()[0])
+                out_layer = net.layers[-1]
+                n_out = out_layer.size
+                classes = [task.class_names[c] if task.class_names and c < len(task.class_names) else str(c)
+                           for c in range(n_out)]
+                # the exact output voltage, evaluated at display points only
+                t = np.linspace(0.0, task.t_max, 1001)
+                v = rec.voltage(len(net.layers) - 1, t)[0].T
+                spiking_out = out_layer.neuron.spiking
+                shown = range(len(net.layers) if spiking_out else len(net.layers) - 1)  # an LI readout has no raster
+                names = ["input"] + [f"layer {l} ({type(net.layers[l].neuron).__name__})" for l in shown]
+                sizes = [net.n_inputs] + [net.layers[l].size for l in shown]
+                where = f"{task.name} {split} sample {sample}"
+                path = plot_raster([one] + [rec.spikes[l] for l in shown], sizes, names, 0, task.t_max,
+                                   dest / "raster.png", title=f"{where}, {ckpt.name}",
+                                   readout=None if spiking_out else (t, v), class_names=classes,
+                                   predicted=predicted, true=label)
                 typer.echo(f"wrote {path}")
-                if not net.layers[-1].neuron.spiking:
-                    # the exact readout voltage, evaluated at display points only
-                    t = np.linspace(0.0, task.t_max, 1001)
-                    v = rec.voltage(len(net.layers) - 1, t)[0].T
-                    names_out = [task.class_names[c] if task.class_names and c < len(task.class_names) else str(c)
-                                 for c in range(v.shape[1])]
-                    path = plot_voltage(t, v, dest / "readout.png", labels=names_out,
-                                        title=f"readout voltage, {task.name} {split} sample {sample} (class {cls})")
-                    typer.echo(f"wrote {path}")
+                first = None
+                if spiking_out:
+                    st, su = rec.spikes[-1].sample(0)
+                    first = [float(st[su == c].min()) if (su == c).any() else np.inf for c in range(n_out)]
+                path = plot_voltage(t, v, dest / "readout.png", labels=classes,
+                                    title=f"{'output' if spiking_out else 'readout'} voltage, {where}",
+                                    predicted=predicted, true=label,
+                                    threshold=out_layer.neuron.v_th if spiking_out else None, first_spikes=first)
+                typer.echo(f"wrote {path}")
         except ImportError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None

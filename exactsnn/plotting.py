@@ -1,9 +1,9 @@
 """Plots of a training run: learning curves, spike rasters and membrane traces.
 
-matplotlib is an optional dependency (``pip install "exactsnn[plot]"``). It is imported
-lazily inside the plotting functions, and figures are drawn on the non-interactive Agg
-canvas directly (``matplotlib.figure.Figure`` + ``FigureCanvasAgg``), so this module
-never touches pyplot's global state or the user's chosen backend.
+matplotlib is a core dependency, imported lazily inside the plotting functions (importing
+this module stays cheap), and figures are drawn on the non-interactive Agg canvas directly
+(``matplotlib.figure.Figure`` + ``FigureCanvasAgg``), so this module never touches pyplot's
+global state or the user's chosen backend.
 
 Run directory format (``metrics.jsonl``, one JSON object per line, written by the trainer):
 
@@ -28,10 +28,13 @@ import numpy as np
 
 from exactsnn.events import SpikeBatch
 
-__all__ = ["read_metrics", "plot_learning_curves", "plot_raster", "plot_voltage"]
+__all__ = ["read_metrics", "plot_learning_curves", "learning_curves_figure", "plot_raster", "plot_voltage"]
 
-_MISSING_MPL = 'exactsnn plot needs matplotlib: pip install "exactsnn[plot]"'
+_MISSING_MPL = "exactsnn plot needs matplotlib (a dependency of exactsnn): pip install matplotlib"
 _DPI = 110
+# learning rates below this fraction of the peak are "negligible" (e.g. the last steps of a cosine
+# schedule decaying to 0): with them the panel is linear from 0, without them logarithmic
+_LR_NEGLIGIBLE = 1e-3
 
 # epoch-record fields: name -> (required, allow None)
 _EPOCH_NUMBERS = {
@@ -163,9 +166,16 @@ def plot_learning_curves(metrics: Sequence[dict], out_png: str | Path) -> Path:
 
     Four panels against epoch: loss (train, val), accuracy (train, val, plus the last
     ``test`` accuracy as a dashed horizontal line), mean firing rate per spiking layer (Hz),
-    and learning rate (log scale when all positive). ``metrics`` is what
+    and learning rate: logarithmic when every rate is within a factor 1000 of the peak,
+    else (a schedule decaying to ~0, e.g. cosine) linear from 0, so the last, negligible
+    rates do not stretch the axis; the legend gives the last rate. ``metrics`` is what
     :func:`read_metrics` returns. Raises ``ValueError`` if there is no epoch record.
     """
+    return _save(learning_curves_figure(metrics), out_png)
+
+
+def learning_curves_figure(metrics: Sequence[dict]) -> Any:
+    """The matplotlib Figure :func:`plot_learning_curves` saves (axes: loss, accuracy, rate, learning rate)."""
     epochs = _epoch_table(metrics)
     if not epochs:
         raise ValueError("plot_learning_curves: the metrics hold no epoch record")
@@ -210,14 +220,7 @@ def plot_learning_curves(metrics: Sequence[dict], out_png: str | Path) -> Path:
     ax.set_xlabel("epoch")
 
     ax = axes[1, 1]
-    lr = col("lr")
-    if np.isfinite(lr).any():
-        ax.plot(x, lr, **style)
-        finite = lr[np.isfinite(lr)]
-        if (finite > 0).all() and finite.max() > finite.min():
-            ax.set_yscale("log")
-    else:
-        ax.text(0.5, 0.5, "no learning rate recorded", ha="center", va="center", transform=ax.transAxes)
+    _lr_panel(ax, x, col("lr"), style)
     ax.set_ylabel("learning rate")
     ax.set_title("Learning rate")
     ax.set_xlabel("epoch")
@@ -228,10 +231,80 @@ def plot_learning_curves(metrics: Sequence[dict], out_png: str | Path) -> Path:
     if len(x) == 1:
         axes[0, 0].set_xlim(x[0] - 1, x[0] + 1)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return fig
+
+
+def _lr_panel(ax: Any, x: np.ndarray, lr: np.ndarray, style: dict) -> None:
+    """Learning rate against epoch: log scale while every rate is within _LR_NEGLIGIBLE of the peak,
+    else linear from 0 (negligible rates sit on the axis instead of stretching it)."""
+    ok = np.isfinite(lr)
+    if not ok.any():
+        ax.text(0.5, 0.5, "no learning rate recorded", ha="center", va="center", transform=ax.transAxes)
+        return
+    last = lr[ok][-1]
+    ax.plot(x, lr, label=f"last {last:.3g}", **style)
+    ax.legend(fontsize=8)
+    finite = lr[ok]
+    peak = float(finite.max())
+    if peak <= 0:
+        return
+    if (finite > 0).all() and finite.min() >= _LR_NEGLIGIBLE * peak:
+        if finite.max() > finite.min():
+            ax.set_yscale("log")
+    elif finite.min() >= 0:
+        ax.set_ylim(0.0, 1.08 * peak)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
 
 
 # --------------------------------------------------------------------------- rasters and traces
+def _class_name(labels: Sequence[str], k: int | None) -> str:
+    return "?" if k is None else str(labels[k]) if 0 <= k < len(labels) else str(k)
+
+
+def _check_unit(name: str, k: int | None, n_units: int) -> int | None:
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n_units:
+        raise ValueError(f"{name} must be a unit index in [0, {n_units}), got {k!r}")
+    return int(k)
+
+
+def _prediction_note(labels: Sequence[str], predicted: int | None, true: int | None) -> str:
+    """'predicted yin, true yang (wrong)' and the like ('' when neither is given)."""
+    parts = []
+    if predicted is not None:
+        parts.append(f"predicted {_class_name(labels, predicted)}")
+    if true is not None:
+        parts.append(f"true {_class_name(labels, true)}")
+    if predicted is not None and true is not None:
+        parts[-1] += " (correct)" if predicted == true else " (wrong)"
+    return ", ".join(parts)
+
+
+def _draw_traces(
+    ax: Any, t_ms: np.ndarray, v: np.ndarray, labels: Sequence[str], predicted: int | None, true: int | None,
+    threshold: float | None, first_spikes: np.ndarray | None, legend_size: float,
+) -> None:
+    """Voltage traces (n_t, n_units) with the predicted unit drawn bold and the legend naming the
+    predicted and the true class; optional threshold line and first-spike marks (ms)."""
+    colors = [f"C{k % 10}" for k in range(v.shape[1])]
+    for k in range(v.shape[1]):
+        tags = [tag for tag, unit in (("predicted", predicted), ("true", true)) if unit == k]
+        label = str(labels[k]) + (f" ({', '.join(tags)})" if tags else "")
+        bold = k == predicted
+        ax.plot(t_ms, v[:, k], color=colors[k], linewidth=2.6 if bold else 1.0, alpha=1.0 if bold else 0.75,
+                zorder=3 if bold else 2, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.3", linestyle=":", linewidth=1, label="threshold")
+    if first_spikes is not None and threshold is not None:
+        for k, ts in enumerate(first_spikes):
+            if np.isfinite(ts):
+                ax.plot([ts], [threshold], marker="v", markersize=9 if k == predicted else 6, color=colors[k],
+                        linestyle="none", zorder=4)
+    if v.shape[1] <= 20:
+        ax.legend(fontsize=legend_size, ncol=max(1, v.shape[1] // 10), loc="best")
+
+
 def plot_raster(
     spikes: Sequence[SpikeBatch],
     sizes: Sequence[int],
@@ -240,14 +313,22 @@ def plot_raster(
     t_max: float,
     out_png: str | Path,
     title: str = "",
+    readout: tuple[np.ndarray, np.ndarray] | None = None,
+    class_names: Sequence[str] | None = None,
+    predicted: int | None = None,
+    true: int | None = None,
 ) -> Path:
-    """Spike raster of one sample, one panel per layer (input first), into ``out_png``.
+    """Spike raster of one sample, one panel per spiking layer (input first), into ``out_png``.
 
     ``spikes[k]`` is the batch of layer ``k`` (times in s), ``sizes[k]`` its number of units
     and ``names[k]`` its label; ``sample`` picks the sample; ``t_max`` (s, > 0) is the right
     edge of the shared time axis, drawn in ms. Layers without spikes get an empty panel with
-    a note. Raises ``ValueError`` on mismatched lengths, a bad ``t_max``, an out-of-range
-    sample or a unit index outside ``[0, sizes[k])``.
+    a note. A non-spiking (LI) readout has no raster: leave it out of ``spikes`` and pass
+    ``readout = (times (s, shape (n_t,)), voltages (n_t, n_out))`` to draw its voltage traces of
+    this sample in a small panel below. ``class_names`` names the output units (default: their
+    indices); ``predicted`` / ``true`` (class indices) are named in the title, and the predicted
+    trace is drawn bold. Raises ``ValueError`` on mismatched lengths or shapes, a bad ``t_max``,
+    an out-of-range sample or class, or a unit index outside ``[0, sizes[k])``.
     """
     n = len(spikes)
     if n == 0:
@@ -266,11 +347,28 @@ def plot_raster(
         if u.size and u.max() >= size:
             raise ValueError(f"plot_raster: layer {k} ({name}) has unit {int(u.max())} >= size {size}")
         panels.append((np.asarray(t) * 1e3, np.asarray(u), int(size), str(name)))
+    trace = None
+    if readout is not None:
+        tr_t, tr_v = readout
+        tr_t = np.asarray(tr_t, dtype=np.float64).reshape(-1)
+        tr_v = _voltage_matrix(tr_t, tr_v, "plot_raster")
+        trace = (tr_t * 1e3, tr_v)
+        n_out = tr_v.shape[1]
+    else:
+        n_out = panels[-1][2]
+    if class_names is None:
+        class_names = [str(k) for k in range(n_out)]
+    elif len(class_names) != n_out:
+        raise ValueError(f"plot_raster: {len(class_names)} class names for {n_out} output units")
+    predicted = _check_unit("plot_raster: predicted", predicted, n_out)
+    true = _check_unit("plot_raster: true", true, n_out)
 
-    fig = _figure((9.0, 1.2 + 1.8 * n))
-    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
+    ratios = [1.0] * n + ([0.7] if trace is not None else [])
+    fig = _figure((9.0, 1.2 + 1.8 * n + (1.3 if trace is not None else 0.0)))
+    axes = np.atleast_1d(fig.subplots(len(ratios), 1, sharex=True, squeeze=False,
+                                      gridspec_kw={"height_ratios": ratios})[:, 0])
     t_max_ms = float(t_max) * 1e3
-    for ax, (t_ms, u, size, name) in zip(axes, panels, strict=True):
+    for ax, (t_ms, u, size, name) in zip(axes, panels, strict=False):
         if t_ms.size:
             msize = 1.0 if t_ms.size > 20000 else 2.0 if t_ms.size > 2000 else 3.5
             ax.plot(t_ms, u, linestyle="none", marker="|", markersize=msize, markeredgewidth=0.6, color="k")
@@ -282,12 +380,28 @@ def plot_raster(
         ax.set_ylim(-0.5, size - 0.5)
         ax.set_ylabel(f"{name}\nunit", fontsize=9)
         ax.yaxis.get_major_locator().set_params(integer=True)
+    if trace is not None:
+        ax = axes[-1]
+        _draw_traces(ax, trace[0], trace[1], class_names, predicted, true, None, None, legend_size=7)
+        ax.set_ylabel("readout\nvoltage", fontsize=9)
+        ax.grid(True, alpha=0.3)
     axes[0].set_xlim(0.0, t_max_ms)
     axes[-1].set_xlabel("time (ms)")
-    if title:
-        fig.suptitle(title)
+    note = _prediction_note(class_names, predicted, true)
+    full_title = ", ".join(s for s in (title, note) if s)
+    if full_title:
+        fig.suptitle(full_title)
     fig.tight_layout()
     return _save(fig, out_png)
+
+
+def _voltage_matrix(t: np.ndarray, voltages: np.ndarray, who: str) -> np.ndarray:
+    v = np.asarray(voltages, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2 or v.shape[0] != t.size:
+        raise ValueError(f"{who}: voltages must have shape ({t.size}, n_units), got {np.shape(voltages)}")
+    return v
 
 
 def plot_voltage(
@@ -296,34 +410,43 @@ def plot_voltage(
     out_png: str | Path,
     labels: Sequence[str] | None = None,
     title: str = "",
+    predicted: int | None = None,
+    true: int | None = None,
+    threshold: float | None = None,
+    first_spikes: Sequence[float] | None = None,
 ) -> Path:
     """Membrane traces (e.g. of the readout layer) against time into ``out_png``.
 
     ``times`` (s, shape ``(n_t,)``) is drawn in ms; ``voltages`` has shape ``(n_t, n_units)``
     (a 1-D array is one unit), in units of the threshold; ``labels`` names the units (default
-    ``"unit k"``). Raises ``ValueError`` on mismatched shapes.
+    ``"unit k"``). ``predicted`` / ``true``: unit (class) indices; the predicted trace is drawn
+    bold, the legend tags both and the title says which they are and whether they agree.
+    ``threshold``: a dotted line (spiking outputs); ``first_spikes`` (s per unit, inf for none):
+    marked on it. Raises ``ValueError`` on mismatched shapes or an out-of-range class.
     """
     t = np.asarray(times, dtype=np.float64).reshape(-1)
-    v = np.asarray(voltages, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    if v.ndim != 2 or v.shape[0] != t.size:
-        raise ValueError(f"plot_voltage: voltages must have shape ({t.size}, n_units), got {np.shape(voltages)}")
+    v = _voltage_matrix(t, voltages, "plot_voltage")
     if labels is None:
         labels = [f"unit {k}" for k in range(v.shape[1])]
     elif len(labels) != v.shape[1]:
         raise ValueError(f"plot_voltage: {len(labels)} labels for {v.shape[1]} units")
+    predicted = _check_unit("plot_voltage: predicted", predicted, v.shape[1])
+    true = _check_unit("plot_voltage: true", true, v.shape[1])
+    marks = None
+    if first_spikes is not None:
+        marks = np.asarray(first_spikes, dtype=np.float64).reshape(-1) * 1e3
+        if marks.size != v.shape[1]:
+            raise ValueError(f"plot_voltage: {marks.size} first-spike times for {v.shape[1]} units")
 
     fig = _figure((9.0, 4.0))
     ax = fig.subplots()
-    for k in range(v.shape[1]):
-        ax.plot(t * 1e3, v[:, k], linewidth=1.0, label=str(labels[k]))
+    _draw_traces(ax, t * 1e3, v, labels, predicted, true, threshold, marks, legend_size=8)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("membrane potential")
     ax.grid(True, alpha=0.3)
-    if v.shape[1] <= 20:
-        ax.legend(fontsize=7, ncol=max(1, v.shape[1] // 10), loc="best")
-    if title:
-        ax.set_title(title)
+    note = _prediction_note(labels, predicted, true)
+    full_title = ", ".join(s for s in (title, note) if s)
+    if full_title:
+        ax.set_title(full_title)
     fig.tight_layout()
     return _save(fig, out_png)
