@@ -147,29 +147,61 @@ def _own_replay(
 
 
 @helper
+def _reset_cursors(off: np.ndarray, evt: np.ndarray, q: np.ndarray, nb: np.ndarray) -> None:
+    """Cursors of one presynaptic unit's synapses before its first arrival: every neuron's first stretch.
+
+    ``q[j]``: the row (own event) ending the stretch that holds the synapse's next arrival, or the
+    zero row ``evt.size`` after the neuron's last event; ``nb[j]``: the time that stretch ends (inf after).
+    """
+    m = evt.size
+    for j in range(q.size):
+        if off[j + 1] > off[j]:
+            q[j] = off[j]
+            nb[j] = evt[off[j]]
+        else:
+            q[j] = m
+            nb[j] = np.inf
+
+
+@helper
+def _advance_cursors(
+    t: float, Dr: np.ndarray, q: np.ndarray, nb: np.ndarray, off: np.ndarray, evt: np.ndarray
+) -> None:
+    """Move each synapse's cursor past the own events at or before its arrival t + D (an arrival at an
+    event time belongs to the stretch that starts there)."""
+    for j in range(Dr.size):
+        a = t + Dr[j]
+        if a >= nb[j]:
+            c = q[j]
+            end = off[j + 1]
+            while c < end and evt[c] <= a:
+                c += 1
+            if c < end:
+                q[j] = c
+                nb[j] = evt[c]
+            else:
+                q[j] = evt.size
+                nb[j] = np.inf
+
+
+@helper
 def _arrivals_direct(
-    t: float, Wr: np.ndarray, Dr: np.ndarray, cur: np.ndarray, off: np.ndarray, evt: np.ndarray,
-    stV: np.ndarray, stI: np.ndarray, tau_mem: float, tau_syn: float, T: float, gw: np.ndarray, gd: np.ndarray,
+    t: float, Wr: np.ndarray, Dr: np.ndarray, q: np.ndarray, evt: np.ndarray, stV: np.ndarray, stI: np.ndarray,
+    tau_mem: float, tau_syn: float, T: float, gw: np.ndarray, gd: np.ndarray,
 ) -> float:
-    """Pass 2 for one input event (rows of unit i, [pre, post] layout), lif_factors per arrival; returns dL/dt."""
+    """Pass 2 for one input event (rows of its unit, [pre, post]), lif_factors per arrival; returns dL/dt."""
     inv_s = 1.0 / tau_syn
     inv_m = 1.0 / tau_mem
+    m = evt.size
     acc = 0.0
     for j in range(Wr.size):
         a = t + Dr[j]
-        if a > T:
-            continue
-        c = cur[j]
-        end = off[j + 1] - off[j]
-        while c < end and evt[off[j] + c] <= a:
-            c += 1
-        cur[j] = c
-        if c == end:
-            continue  # after the neuron's last own event lam = 0
-        q = off[j] + c
-        a_m, cf, a_s = lif_factors(evt[q] - a, tau_mem, tau_syn)
-        lv = a_m * stV[q]
-        li = cf * stV[q] + a_s * stI[q]
+        r = q[j]
+        if a > T or r == m:
+            continue  # never arrives, or arrives after the neuron's last event (lam = 0 there)
+        a_m, cf, a_s = lif_factors(evt[r] - a, tau_mem, tau_syn)
+        lv = a_m * stV[r]
+        li = cf * stV[r] + a_s * stI[r]
         x = Wr[j] * (li * inv_s - lv * inv_m)
         gw[j] += li
         gd[j] += x
@@ -178,32 +210,85 @@ def _arrivals_direct(
 
 
 @helper
+def _advance_modal(
+    t: float, Dr: np.ndarray, q: np.ndarray, nb: np.ndarray, off: np.ndarray, evt: np.ndarray, coef: np.ndarray,
+    C: np.ndarray,
+) -> None:
+    """:func:`_advance_cursors`, also copying the new stretch's modal coefficients into ``C`` (4, n)."""
+    for j in range(Dr.size):
+        a = t + Dr[j]
+        if a >= nb[j]:
+            c = q[j]
+            end = off[j + 1]
+            while c < end and evt[c] <= a:
+                c += 1
+            if c < end:
+                q[j] = c
+                nb[j] = evt[c]
+            else:
+                q[j] = evt.size
+                nb[j] = np.inf
+            for k in range(4):
+                C[k, j] = coef[q[j], k]
+
+
+@njit(cache=True, _nrt=False, fastmath={"reassoc", "contract"})
 def _arrivals_modal(
-    t: float, ps: float, pm: float, Wr: np.ndarray, Dr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray,
-    cur: np.ndarray, off: np.ndarray, evt: np.ndarray, cIs: np.ndarray, cIm: np.ndarray, cXs: np.ndarray,
-    cXm: np.ndarray, T: float, gw: np.ndarray, gd: np.ndarray,
+    ps: float, pm: float, Wr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray, C: np.ndarray, gw: np.ndarray,
+    gd: np.ndarray,
 ) -> float:
-    """Pass 2 for one input event in modal form (``ps = e^{t/tau_syn}``, ``pm = e^{t/tau_mem}``); returns dL/dt."""
+    """Pass 2 for one input event in modal form (``ps = e^{t/tau_syn}``, ``pm = e^{t/tau_mem}``); returns dL/dt.
+
+    ``C[:, j]`` = (lam_I s-mode, lam_I m-mode, x s-mode, x m-mode) of the stretch of neuron j that holds
+    this arrival (zero after the neuron's last event): contiguous, branch-free, so the loop vectorises.
+    Reassociation and contraction only let the compiler vectorise (fixed order, reproducible results).
+    """
     acc = 0.0
     for j in range(Wr.size):
-        a = t + Dr[j]
-        if a > T:
-            continue
-        c = cur[j]
-        end = off[j + 1] - off[j]
-        while c < end and evt[off[j] + c] <= a:
-            c += 1
-        cur[j] = c
-        if c == end:
-            continue
-        q = off[j] + c
         es = ps * Fs[j]
         em = pm * Fm[j]
-        x = Wr[j] * (cXs[q] * es + cXm[q] * em)
-        gw[j] += cIs[q] * es + cIm[q] * em
+        x = Wr[j] * (C[2, j] * es + C[3, j] * em)
+        gw[j] += C[0, j] * es + C[1, j] * em
         gd[j] += x
         acc += x
     return acc
+
+
+@helper
+def _arrivals_modal_late(
+    t: float, ps: float, pm: float, Wr: np.ndarray, Dr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray, C: np.ndarray,
+    T: float, gw: np.ndarray, gd: np.ndarray,
+) -> float:
+    """:func:`_arrivals_modal` for an input within max D of T: arrivals after T are skipped."""
+    acc = 0.0
+    for j in range(Wr.size):
+        if t + Dr[j] > T:
+            continue
+        es = ps * Fs[j]
+        em = pm * Fm[j]
+        x = Wr[j] * (C[2, j] * es + C[3, j] * em)
+        gw[j] += C[0, j] * es + C[1, j] * em
+        gd[j] += x
+        acc += x
+    return acc
+
+
+@njit(cache=True)
+def _modal_coefficients(evt: np.ndarray, stV: np.ndarray, stI: np.ndarray, tau_mem: float, tau_syn: float):
+    """(m + 1, 4) rows of :func:`_arrivals_modal` (global time reference 0; the last row zero)."""
+    inv_s = 1.0 / tau_syn
+    inv_m = 1.0 / tau_mem
+    k = tau_syn / (tau_syn - tau_mem)
+    m = evt.size
+    coef = np.zeros((m + 1, 4))
+    for r in range(m):
+        gs = math.exp(-evt[r] * inv_s)
+        gm = math.exp(-evt[r] * inv_m)
+        coef[r, 0] = (stI[r] + k * stV[r]) * gs
+        coef[r, 1] = -k * stV[r] * gm
+        coef[r, 2] = coef[r, 0] * inv_s
+        coef[r, 3] = coef[r, 1] * inv_s - stV[r] * gm * inv_m
+    return coef
 
 
 @njit(cache=True)
@@ -216,7 +301,8 @@ def ff_delays_backward_sample(
     """Reverse replay of one sample (see the module docstring); [pre, post] layouts, gradients added in place.
 
     ``Fs``, ``Fm``: e^{D/tau_syn}, e^{D/tau_mem} ([pre, post]) when ``modal``; ``up[e]`` (with ``want_up``)
-    receives dL/dt of input event e.
+    receives dL/dt of input event e. Pass 2 goes unit by unit (each unit's events in time order), so
+    the synapse cursors and the unit's weight rows stay in the first-level cache.
     """
     n_pre, n = Wt.shape
     off, evt, ev_spike, ev_ref = _own_events(us, ts, n, t_ref, T)
@@ -227,38 +313,45 @@ def ff_delays_backward_sample(
                 ev_spike, ev_ref, stV, stI)
     if m == 0:
         return  # a silent layer: lam = 0 everywhere, no arrival contributes
-    cur = np.zeros((n_pre, n), np.int64)
-    if modal:
-        inv_s = 1.0 / tau_syn
-        inv_m = 1.0 / tau_mem
-        k = tau_syn / (tau_syn - tau_mem)
-        cIs = np.empty(m)
-        cIm = np.empty(m)
-        cXs = np.empty(m)
-        cXm = np.empty(m)
-        for q in range(m):
-            gs = math.exp(-evt[q] * inv_s)
-            gm = math.exp(-evt[q] * inv_m)
-            cIs[q] = (stI[q] + k * stV[q]) * gs
-            cIm[q] = -k * stV[q] * gm
-            cXs[q] = cIs[q] * inv_s
-            cXm[q] = cIm[q] * inv_s - stV[q] * gm * inv_m
-        for e in range(tin.size):
+    coef = _modal_coefficients(evt, stV, stI, tau_mem, tau_syn) if modal else np.zeros((1, 4))
+    # input events grouped by unit (stable: time order within a unit)
+    n_in = np.searchsorted(tin, T, side="right")
+    first = np.zeros(n_pre + 1, np.int64)
+    for e in range(n_in):
+        first[uin[e] + 1] += 1
+    first = np.cumsum(first)
+    fill = first[:-1].copy()
+    by_unit = np.empty(n_in, np.int64)
+    for e in range(n_in):
+        by_unit[fill[uin[e]]] = e
+        fill[uin[e]] += 1
+    q = np.empty(n, np.int64)
+    nb = np.empty(n)
+    C = np.zeros((4, n))
+    inv_s = 1.0 / tau_syn
+    inv_m = 1.0 / tau_mem
+    t_safe = T - Dt.max()  # inputs at or before this time arrive everywhere by T
+    for i in range(n_pre):
+        if first[i + 1] == first[i]:
+            continue
+        _reset_cursors(off, evt, q, nb)
+        if modal:
+            for j in range(n):
+                for k in range(4):
+                    C[k, j] = coef[q[j], k]
+        for p in range(first[i], first[i + 1]):
+            e = by_unit[p]
             t = tin[e]
-            if t > T:
-                break
-            i = uin[e]
-            d = _arrivals_modal(t, math.exp(t * inv_s), math.exp(t * inv_m), Wt[i], Dt[i], Fs[i], Fm[i], cur[i],
-                                off, evt, cIs, cIm, cXs, cXm, T, gWt[i], gDt[i])
-            if want_up:
-                up[e] += d
-    else:
-        for e in range(tin.size):
-            t = tin[e]
-            if t > T:
-                break
-            i = uin[e]
-            d = _arrivals_direct(t, Wt[i], Dt[i], cur[i], off, evt, stV, stI, tau_mem, tau_syn, T, gWt[i], gDt[i])
+            if modal and t <= t_safe:
+                _advance_modal(t, Dt[i], q, nb, off, evt, coef, C)
+                d = _arrivals_modal(math.exp(t * inv_s), math.exp(t * inv_m), Wt[i], Fs[i], Fm[i], C, gWt[i], gDt[i])
+            elif modal:  # near T: some arrivals fall after the window
+                _advance_modal(t, Dt[i], q, nb, off, evt, coef, C)
+                d = _arrivals_modal_late(t, math.exp(t * inv_s), math.exp(t * inv_m), Wt[i], Dt[i], Fs[i], Fm[i], C,
+                                         T, gWt[i], gDt[i])
+            else:
+                _advance_cursors(t, Dt[i], q, nb, off, evt)
+                d = _arrivals_direct(t, Wt[i], Dt[i], q, evt, stV, stI, tau_mem, tau_syn, T, gWt[i], gDt[i])
             if want_up:
                 up[e] += d
 
