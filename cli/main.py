@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from exactsnn_cli.data import data_app
 from exactsnn_cli.evaluate import evaluate
 from exactsnn_cli.gradcheck import gradcheck
+from exactsnn_cli.options import normalize_delays_args
 from exactsnn_cli.plot import plot
 from exactsnn_cli.simulate import simulate
 from exactsnn_cli.train import train
 
+
+class _Group(TyperGroup):
+    """The command group; ``--delays`` takes an optional mode (see :func:`options.normalize_delays_args`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, normalize_delays_args(args))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="exactsnn",
     help="Exact event-driven simulation and EventProp training of spiking neural networks.",
     no_args_is_help=True,

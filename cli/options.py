@@ -120,12 +120,45 @@ def recurrent_option(default: bool) -> Any:
         help=f"Recurrent hidden layers. [default: {'recurrent' if default else 'no-recurrent'}]")]
 
 
+DELAY_MODES = {"all": True, "feedforward": "feedforward", "none": False}
+
+
+def _delays_callback(value: str | None) -> bool | str | None:
+    if value is None:
+        return None
+    mode = DELAY_MODES.get(value.strip().lower())
+    if mode is None:
+        raise typer.BadParameter(f"expected all, feedforward or none, got {value!r}", param_hint="'--delays'")
+    return mode
+
+
+def normalize_delays_args(args: Sequence[str]) -> list[str]:
+    """Command-line tokens with the flag forms of ``--delays`` spelled out for the parser.
+
+    ``--delays`` takes an optional mode: alone it means ``all`` (as it always has), ``--delays
+    feedforward`` names one, and ``--no-delays`` means ``none``. Click options cannot take an optional
+    value, so the bare flag is rewritten to ``--delays=all`` before parsing.
+    """
+    out, k = [], 0
+    while k < len(args):
+        tok = args[k]
+        if tok == "--delays" and not (k + 1 < len(args) and str(args[k + 1]).lower() in DELAY_MODES):
+            out.append("--delays=all")
+        elif tok == "--no-delays":
+            out.append("--delays=none")
+        else:
+            out.append(tok)
+        k += 1
+    return out
+
+
 def delays_option(default: bool) -> Any:
-    """``--delays/--no-delays``: per-synapse (learnable) delays in the hidden layers."""
-    return Annotated[bool | None, typer.Option(
-        "--delays/--no-delays",
-        help=f"Per-synapse delays in the hidden layers (trainable parameters). [default: "
-             f"{'delays' if default else 'no-delays'}]")]
+    """``--delays [all|feedforward|none]`` (bare ``--delays``: all; ``--no-delays``: none): learnable delays."""
+    return Annotated[str | None, typer.Option(
+        "--delays", metavar="[all|feedforward|none]", callback=_delays_callback,
+        help="Per-synapse learnable delays in the hidden layers: --delays (all: feedforward and recurrent "
+             "synapses), --delays feedforward (feedforward synapses only, instantaneous recurrence) or "
+             f"--no-delays. [default: {'all' if default else 'none'}]")]
 
 
 def threads_option(default: str = "all cores") -> Any:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from exactsnn.neurons.registry import make_neuron
 from exactsnn_cli import options as opt
 from exactsnn_cli.options import NEURON_DEFAULTS, check_output_file, finite, non_negative, positive, user_errors
 
@@ -40,12 +41,7 @@ _positive, _non_negative, _finite = positive, non_negative, finite
 
 
 def _describe(net: Network) -> str:
-    parts = [f"{net.n_inputs} inputs"]
-    for layer in net.layers:
-        kind = type(layer.neuron).__name__
-        flags = [f for f, on in (("recurrent", layer.recurrent), ("delays", layer.delays)) if on]
-        parts.append(f"{layer.size} {kind}" + (f" ({', '.join(flags)})" if flags else ""))
-    return " -> ".join(parts)
+    return " -> ".join([f"{net.n_inputs} inputs"] + [layer.describe() for layer in net.layers])
 
 
 def simulate(
@@ -229,13 +225,8 @@ def network_from_options(
     d = NEURON_DEFAULTS
     common = {"tau_mem": _or(tau_mem, d["tau_mem"]), "tau_syn": _or(tau_syn, d["tau_syn"]),
               "v_th": _or(v_th, d["v_th"]), "v_reset": _or(v_reset, d["v_reset"]), "t_ref": _or(t_ref, d["t_ref"])}
-    neuron = _or(neuron, d["neuron"])
-    if neuron == "adlif":
-        model = es.AdLIF(tau_w=_or(tau_w, d["tau_w"]), a=_or(a, d["a"]), b=_or(b, d["b"]), **common)
-    elif neuron == "lif":
-        model = es.LIF(**common)
-    else:
-        raise ValueError(f"neuron must be lif or adlif, got {neuron!r}")
+    model = make_neuron(_or(neuron, d["neuron"]),
+                        {**common, "tau_w": _or(tau_w, d["tau_w"]), "a": _or(a, d["a"]), "b": _or(b, d["b"])})
     layers = [
         es.Layer(
             size, model, recurrent=_or(recurrent, True), delays=_or(delays, False),

@@ -28,6 +28,8 @@ from typing import Any
 
 import tomllib
 
+from exactsnn.neurons.registry import model_keys, spec_by_key
+
 __all__ = [
     "Config",
     "DataConfig",
@@ -44,9 +46,8 @@ __all__ = [
 ]
 
 DATASETS = ("yinyang", "shd", "ssc", "files")
-NEURONS = ("lif", "adlif")
+NEURONS = model_keys()  # hidden-layer neuron models (exactsnn/neurons/registry.py)
 # neuron parameters each model can learn per neuron (network.learn)
-_LEARNABLE = {"lif": ("tau_mem", "tau_syn"), "adlif": ("tau_mem", "tau_syn", "tau_w", "a", "b")}
 LOSS_NAMES = ("max", "sum", "sum_exp", "sum_gaussian", "first_spike")
 # first_spike's default initial output drive: the readout weights' mean summed over the presynaptic
 # layer, in units of v_th (12 / 600 = 0.02 for the Yin-Yang default; 0, the LI readouts' mean, leaves
@@ -120,7 +121,7 @@ class NetworkConfig:
     v_reset: float = 0.0
     t_ref: float = 0.0
     recurrent: bool = False
-    delays: bool = False
+    delays: bool | str = False
     delay_max: float = 10e-3
     weight_mean: float = 1.5
     weight_scale: float = 6.7
@@ -136,7 +137,9 @@ class NetworkConfig:
                f"network.hidden must be a list of positive layer sizes, got {list(self.hidden)!r}")
         _check(self.neuron in NEURONS, f"network.neuron must be one of {', '.join(NEURONS)}, got {self.neuron!r}")
         object.__setattr__(self, "learn", tuple(self.learn))
-        allowed = _LEARNABLE[self.neuron]
+        allowed = spec_by_key(self.neuron).learnable
+        _check(isinstance(self.delays, bool) or self.delays == "feedforward",
+               f"network.delays must be true, false or \"feedforward\", got {self.delays!r}")
         for name in self.learn:
             _check(name in allowed, f"network.learn: {name!r} is not a learnable parameter of {self.neuron} "
                                     f"(choose from {', '.join(allowed)})")

@@ -5,7 +5,8 @@ receives the spikes of layer ``l-1`` (of the input for ``l = 0``) through dense 
 weights ``W_l`` of shape ``(n_l, n_{l-1})`` indexed ``[post, pre]``; a recurrent layer also
 receives its own spikes through ``R_l`` of shape ``(n_l, n_l)``. A layer with ``delays=True``
 has a continuous, non-negative transmission delay (seconds) per synapse, feedforward and
-recurrent; otherwise every delay is zero. A spike of unit i at time t reaches unit j at
+recurrent; ``delays="feedforward"`` gives delays to the feedforward synapses only (the recurrent
+ones stay instantaneous); otherwise every delay is zero. A spike of unit i at time t reaches unit j at
 ``t + D[j, i]`` and adds ``W[j, i]`` to j's synaptic current.
 
 A non-spiking readout (:class:`~exactsnn.neurons.LI`) can only be the last layer.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exactsnn.neurons import LI, LIF, AdLIF
-from exactsnn.neurons.adlif import NEURON_PARAMETERS
+from exactsnn.neurons.registry import MODELS, spec_of
 
 __all__ = ["Layer", "Network", "Params"]
 
@@ -32,7 +33,8 @@ NeuronModel = LIF | LI | AdLIF
 # mean drive across neurons (fraction of v_th)
 INIT_RATE_HZ = 10.0
 INIT_SPREAD = 0.2
-TIME_CONSTANTS = ("tau_mem", "tau_syn", "tau_w")
+# learned neuron parameters in seconds (from the model registry)
+TIME_CONSTANTS = tuple(dict.fromkeys(n for s in MODELS.values() for n in s.time_constants))
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Layer:
     """A layer of ``size`` neurons of one model.
 
     ``recurrent``: all-to-all connections within the layer. ``delays``: per-synapse delays
-    (feedforward and recurrent). Initialisation: feedforward weights ~ N(weight_mean,
+    (``True``: feedforward and recurrent; ``"feedforward"``: feedforward only, the recurrent
+    connections stay instantaneous; ``False``: none). Initialisation: feedforward weights ~ N(weight_mean,
     weight_std^2), by default (``None``) those of :meth:`weight_init` (a spiking layer is put at
     its firing threshold for ~10 Hz input; an LI readout, or a layer that sets only ``weight_mean``, gets
     std 1/sqrt(n_pre)); recurrent weights ~
@@ -52,7 +55,7 @@ class Layer:
     size: int
     neuron: NeuronModel = field(default_factory=LIF)
     recurrent: bool = False
-    delays: bool = False
+    delays: bool | str = False
     weight_mean: float | None = None
     weight_std: float | None = None
     recurrent_std: float | None = None
@@ -63,18 +66,21 @@ class Layer:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"Layer.size must be a positive integer, got {self.size!r}")
         object.__setattr__(self, "size", int(self.size))
-        if not isinstance(self.neuron, (LIF, LI, AdLIF)):
-            raise ValueError(f"Layer.neuron must be a neuron model such as es.LIF(), got {self.neuron!r}")
+        spec = spec_of(self.neuron)
+        if isinstance(self.delays, (bool, np.bool_)):
+            object.__setattr__(self, "delays", bool(self.delays))
+        elif self.delays != "feedforward":
+            raise ValueError(f"Layer.delays must be True, False or 'feedforward', got {self.delays!r}")
         if isinstance(self.learn, str):
             learn = (self.learn,)
         elif isinstance(self.learn, (tuple, list)) and all(isinstance(x, str) for x in self.learn):
             learn = tuple(self.learn)
         else:
             raise ValueError(f"Layer.learn must be a tuple of parameter names such as ('tau_mem',), got {self.learn!r}")
-        allowed = NEURON_PARAMETERS.get(type(self.neuron).__name__, ())
+        allowed = spec.learnable
         for name in learn:
             if name not in allowed:
-                model = type(self.neuron).__name__
+                model = spec.name
                 raise ValueError(
                     f"Layer.learn: {name!r} is not a learnable parameter of {model} "
                     f"(choose from {', '.join(allowed) or 'none'})"
@@ -129,10 +135,31 @@ class Layer:
             std = self.weight_std
         return float(mean), float(std)
 
+    def describe(self) -> str:
+        """One line such as ``256 LIF (recurrent, feedforward delays, learns tau_mem)``."""
+        flags = ["recurrent"] if self.recurrent else []
+        if self.delays:
+            flags.append("feedforward delays" if self.delays == "feedforward" else "delays")
+        if self.learn:
+            flags.append("learns " + ",".join(self.learn))
+        return f"{self.size} {type(self.neuron).__name__}" + (f" ({', '.join(flags)})" if flags else "")
+
+    @property
+    def ff_delays(self) -> bool:
+        """Whether the feedforward synapses have (learnable) delays."""
+        return bool(self.delays)
+
+    @property
+    def rec_delays(self) -> bool:
+        """Whether the recurrent synapses have (learnable) delays (``delays=True`` on a recurrent layer)."""
+        return self.delays is True and self.recurrent
+
     @property
     def linear_kernel(self) -> bool:
-        """True when the layer runs on the 3-state linear-neuron kernels (adLIF, or learned taus)."""
-        return self.neuron.spiking and (isinstance(self.neuron, AdLIF) or bool(self.learn))
+        """True when the layer runs on the 3-state linear-neuron kernels (see :mod:`exactsnn.engine.plan`)."""
+        from exactsnn.engine.plan import layer_plan
+
+        return layer_plan(self).family == "linear"
 
     def neuron_arrays(self, learned: dict[str, np.ndarray] | None) -> tuple[np.ndarray, ...]:
         """Per-neuron (tau_mem, tau_w, tau_syn, a, b), each (size,): learned arrays where given.
@@ -271,7 +298,7 @@ class Network:
                 r = rng.normal(0.0, rstd, size=(layer.size, layer.size))
                 np.fill_diagonal(r, 0.0)
                 rweights.append(r)
-                if layer.delays:
+                if layer.rec_delays:
                     rdelays.append(rng.uniform(0.0, layer.delay_max, size=(layer.size, layer.size)))
                 else:
                     rdelays.append(np.zeros((layer.size, layer.size)))
@@ -290,7 +317,7 @@ class Network:
         for l, layer in enumerate(self.layers):
             shape = (layer.size, self.fan_in(l))
             _check_array(params.weights[l], f"weights[{l}]", shape)
-            _check_array(params.delays[l], f"delays[{l}]", shape, delay=True, allowed=layer.delays)
+            _check_array(params.delays[l], f"delays[{l}]", shape, delay=True, allowed=layer.ff_delays)
             rw, rd = params.recurrent_weights[l], params.recurrent_delays[l]
             if layer.recurrent:
                 if rw is None:
@@ -298,7 +325,8 @@ class Network:
                 _check_array(rw, f"recurrent_weights[{l}]", (layer.size, layer.size))
                 if rd is None:
                     raise ValueError(f"recurrent_delays[{l}] is missing for recurrent layer {l}")
-                _check_array(rd, f"recurrent_delays[{l}]", (layer.size, layer.size), delay=True, allowed=layer.delays)
+                _check_array(rd, f"recurrent_delays[{l}]", (layer.size, layer.size), delay=True,
+                             allowed=layer.rec_delays)
             else:
                 if rw is not None and np.any(rw != 0):
                     raise ValueError(f"recurrent_weights[{l}] given but layer {l} is not recurrent")
@@ -335,4 +363,5 @@ def _check_array(
         if np.any(a < 0):
             raise ValueError(f"{name} contains negative delays")
         if not allowed and np.any(a != 0):
-            raise ValueError(f"{name} is non-zero but the layer was built with delays=False")
+            raise ValueError(f"{name} is non-zero but the layer has no delays there (built with delays=False, "
+                             "or delays='feedforward' for recurrent delays)")

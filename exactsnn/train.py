@@ -21,6 +21,7 @@ state after the last completed batch, and raises :class:`TrainingInterrupted`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -41,7 +42,8 @@ from exactsnn.data.tasks import Task, load_task
 from exactsnn.events import SpikeBatch
 from exactsnn.grad import evaluate_batch, loss_and_grad
 from exactsnn.network import Layer, Network, Params
-from exactsnn.neurons import LI, LIF, AdLIF
+from exactsnn.neurons import LI
+from exactsnn.neurons.registry import make_neuron
 from exactsnn.optim import Adam, AdamState, Schedule, adam_init, adam_step, lr_factor
 
 __all__ = [
@@ -77,11 +79,8 @@ class TrainingInterrupted(Exception):  # noqa: N818 - it is not an error: the ru
 def build_network(cfg: Config, n_inputs: int, n_classes: int) -> Network:
     """Hidden LIF or adLIF layers and an LI readout as ``cfg.network`` describes."""
     nc = cfg.network
-    if nc.neuron == "adlif":
-        neuron = AdLIF(tau_mem=nc.tau_mem, tau_w=nc.tau_w, tau_syn=nc.tau_syn, a=nc.a, b=nc.b, v_th=nc.v_th,
-                       v_reset=nc.v_reset, t_ref=nc.t_ref)
-    else:
-        neuron = LIF(tau_mem=nc.tau_mem, tau_syn=nc.tau_syn, v_th=nc.v_th, v_reset=nc.v_reset, t_ref=nc.t_ref)
+    # the model's own fields (tau_mem, tau_w, a, ...) are read from the section by name
+    neuron = make_neuron(nc.neuron, {f.name: getattr(nc, f.name) for f in dataclasses.fields(nc)})
     layers, n_pre = [], n_inputs
     for size in nc.hidden:
         layers.append(Layer(
@@ -202,7 +201,8 @@ def count_parameters(net: Network, params: Params) -> dict[str, int]:
     out = {}
     for name, a in params.groups().items():
         layer = int(name[name.index("[") + 1:-1])
-        if name.startswith(("delays[", "recurrent_delays[")) and not net.layers[layer].delays:
+        learned = net.layers[layer].rec_delays if name.startswith("recurrent_") else net.layers[layer].ff_delays
+        if "delays[" in name and not learned:
             continue
         out[name] = int(a.size)
     return out
@@ -265,13 +265,7 @@ class RunPlan:
         return f"{t.name}: {t.n_inputs} channels, {t.n_classes} classes, window {t.t_max:g} s; samples: {sizes}"
 
     def describe_network(self) -> str:
-        parts = [f"{self.net.n_inputs} inputs"]
-        for layer in self.net.layers:
-            flags = [f for f, on in (("recurrent", layer.recurrent), ("delays", layer.delays)) if on]
-            if layer.learn:
-                flags.append("learns " + ",".join(layer.learn))
-            parts.append(f"{layer.size} {type(layer.neuron).__name__}" + (f" ({'; '.join(flags)})" if flags else ""))
-        return " -> ".join(parts)
+        return " -> ".join([f"{self.net.n_inputs} inputs"] + [layer.describe() for layer in self.net.layers])
 
     def describe_parameters(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.parameters.items())

@@ -161,3 +161,28 @@ def test_feedforward_delay_gradients_match_finite_differences(neuron):
     names = {g.name for g in report.groups}
     assert "delays[0]" in names and "recurrent_delays[0]" not in names
     assert report.ok(1e-6), report.format_table(1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- config and CLI
+def test_config_and_cli_spell_feedforward_delays(tmp_path):
+    from typer.testing import CliRunner
+
+    from exactsnn.config import Config, apply_overrides
+    from exactsnn.train import build_network
+    from exactsnn_cli.main import app
+
+    cfg = apply_overrides(Config(), ["network.delays=feedforward", "network.recurrent=true", "network.neuron=adlif"])
+    net = build_network(cfg, n_inputs=5, n_classes=3)
+    assert net.layers[0].delays == "feedforward" and net.layers[0].neuron == es.AdLIF()
+    assert net.layers[0].describe() == "600 AdLIF (recurrent, feedforward delays)"
+    with pytest.raises(ValueError, match='network.delays must be true, false or "feedforward"'):
+        apply_overrides(Config(), ["network.delays=both"])
+    runner = CliRunner()
+    for flags, shown in ((["--delays", "feedforward"], 'delays = "feedforward"'), (["--delays"], "delays = true"),
+                         (["--delays", "all"], "delays = true"), (["--no-delays"], "delays = false")):
+        res = runner.invoke(app, ["train", *flags, "--print-config"])
+        assert res.exit_code == 0 and shown in res.output, (flags, res.output)
+    res = runner.invoke(app, ["simulate", "--demo", "2", "--hidden", "8", "--delays", "feedforward", "--t-max", "0.05",
+                              "--out", str(tmp_path / "o.h5")])
+    assert res.exit_code == 0, res.output
+    assert "8 LIF (recurrent, feedforward delays)" in res.output
