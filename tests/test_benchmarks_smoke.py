@@ -46,9 +46,10 @@ def test_backward_quick_with_throughput_columns(tmp_path):
 
 def test_engine_table_quick(tmp_path):
     js = tmp_path / "engine.json"
-    text = _run(["benchmarks/engine_table.py", "--quick", "--variants", "lif_taus", "--json", str(js)], tmp_path)
+    text = _run(["benchmarks/engine_table.py", "--quick", "--variants", "lif_delays", "--json", str(js)], tmp_path)
     rows = {r["variant"]: r for r in json.loads(js.read_text())["variants"]}
-    assert set(rows) == {"baseline", "lif_taus"}
+    assert set(rows) == {"baseline", "lif_delays"}
     for r in rows.values():
-        assert r["median_s"] > 0 and r["ratio"] > 0 and 10.0 <= r["cal_rate"] <= 20.0, r
-    assert "2. LIF learn" in text and "load average" in text
+        assert r["median_s"] > 0 and r["ratio"] > 0 and r["tracemalloc_mib"] > 0, r
+        assert 10.0 <= r["cal_rate"] <= 20.0 and 5.0 <= r["rate_hz"] <= 30.0, r
+    assert "1. LIF + ff delays" in text and "load average" in text
