@@ -433,6 +433,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return a
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def code_version() -> str:
     """The commit of the checkout that holds the imported exactsnn and whether its exactsnn/ differs from it
     (so saved tables can be traced)."""
@@ -459,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
           f"numpy {np.__version__})")
     version = code_version()
     print(f"exactsnn at {version} ({Path(es.__file__).resolve().parent})")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; numba threads: "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; numba threads: "
           f"{a.threads}; {load_line()}")
     print(f"workload: batch {a.batch} x {a.duration:g} s, {N_INPUTS} Poisson inputs at {RATE_HZ:g} Hz (seed {a.seed}), "
           f"{N_HIDDEN} recurrent hidden, {N_READOUT} LI readout, es.loss_and_grad with SumExp; ff delays "
@@ -510,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("note") or r.get("error"):
             print(f"{r['variant']}: {r.get('error') or r.get('note')}")
     mach = machine(load0[0], next((r["threading_layer"] for r in results if "threading_layer" in r), None))
+    mach["cpu_model"] = cpu_name()
     print("gains: " + ", ".join(f"{r['variant']} {r['gain']:.4g}" for r in results if "gain" in r))
     print(f"load average before/after: {load0[0]:.2f} / {mach['loadavg_1min_before_after'][1]:.2f} (1 min); "
           f"{load_line()}")
