@@ -60,7 +60,7 @@ class Case:
 
     name: str
     model: str  # "lif" | "adlif"
-    hidden: tuple[tuple[int, bool, bool], ...]  # (size, recurrent, delays)
+    hidden: tuple[tuple[int, bool, bool | str], ...]  # (size, recurrent, delays: False, True or "feedforward")
     learn: tuple[str, ...] = ()
     t_ref: float = 0.0
     v_reset: float = 0.0
@@ -143,7 +143,7 @@ def mp_layers(net: es.Network, params: es.Params) -> list[dict]:
         model = "li" if not nrn.spiking else ("adlif" if isinstance(nrn, es.AdLIF) else "lif")
         d = {"model": model, "W": params.weights[l], "D": params.delays[l] if layer.delays else None,
              "R": params.recurrent_weights[l] if layer.recurrent else None,
-             "E": params.recurrent_delays[l] if layer.recurrent and layer.delays else None,
+             "E": params.recurrent_delays[l] if layer.recurrent and layer.delays else None,  # zeros if ff-only
              "v_th": getattr(nrn, "v_th", 1.0), "v_reset": getattr(nrn, "v_reset", 0.0),
              "t_ref": getattr(nrn, "t_ref", 0.0)}
         for name in ("tau_mem", "tau_syn", "tau_w", "a", "b"):
@@ -159,7 +159,10 @@ def groups_to_check(net: es.Network, grads: es.Params) -> dict[str, tuple[int, s
     for name, g in grads.groups().items():
         base, l = name[:-1].split("[")
         l = int(l)
-        if base in ("delays", "recurrent_delays") and not net.layers[l].delays:
+        layer = net.layers[l]
+        learned = {"delays": getattr(layer, "ff_delays", layer.delays),
+                   "recurrent_delays": getattr(layer, "rec_delays", layer.delays)}
+        if not learned.get(base, True):
             continue  # fixed zero delays are not parameters
         out[name] = (l, GROUP_KEY.get(base, base), g)
     return out
@@ -277,6 +280,8 @@ LIF_TWO_LAYERS = Case("lif_two_layers_sum", "lif", ((3, False, False), (3, True,
                       readout_delays=True, n_samples=1, n_events=8, gain=1.6, seed=1)
 LIF_SPIKING_OUT = Case("lif_first_spike_reg", "lif", ((4, False, True),), loss="first_spike", reg=True,
                        t_ref=1e-3, gain=1.2, out_gain=2.5, seed=37)
+LIF_FF_DELAYS = Case("lif_rec_ff_delays_tref", "lif", ((4, True, "feedforward"),), t_ref=1e-3, v_reset=-0.1,
+                     n_samples=1, n_events=8, gain=1.4, seed=1)
 ADLIF = Case("adlif_rec_delays_learned", "adlif", ((3, True, True),), learn=("tau_mem", "tau_w", "a", "b"),
              t_ref=1e-3, n_in=2, n_samples=1, n_events=6, t_max=0.04, seed=7)
 ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), learn=("tau_syn", "a", "b"),
@@ -286,6 +291,15 @@ ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), lea
 @pytest.mark.parametrize("case", [LIF_FULL, LIF_TWO_LAYERS, LIF_SPIKING_OUT], ids=lambda c: c.name)
 def test_lif_gradients_match_50_digit_differences(case: Case):
     run_case(case)
+
+
+def test_lif_feedforward_only_delays_match_50_digit_differences():
+    """Learned feedforward delays with zero-delay recurrence (Layer(delays="feedforward"))."""
+    try:
+        es.Layer(2, delays="feedforward")
+    except (TypeError, ValueError):
+        pytest.skip("this engine has no Layer(delays='feedforward')")
+    run_case(LIF_FF_DELAYS)
 
 
 def test_adlif_gradients_match_50_digit_differences():

@@ -110,6 +110,23 @@ KINDS = [
     Kind("regularizer", (es.Layer(5, _lif(), recurrent=True), es.Layer(4, _adlif(), delays=True)),
          regularizer=es.regularizers.SpikeCount(nu_lo=1.0, nu_hi=2.0, s_lo=1e-2, s_hi=1e-2)),
 ]
+
+def _ff_only_delays() -> bool:
+    """Whether this engine knows Layer(delays="feedforward") (learned feedforward delays, zero-delay recurrence)."""
+    try:
+        es.Layer(2, delays="feedforward")
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+if _ff_only_delays():
+    KINDS += [
+        Kind("lif_ffdelays_rec", (es.Layer(5, _lif(t_ref=1e-3), recurrent=True, delays="feedforward",
+                                           delay_max=8e-3),)),
+        Kind("adlif_ffdelays_rec_learn", (es.Layer(5, _adlif(), recurrent=True, delays="feedforward", delay_max=8e-3,
+                                                   learn=ADLIF_LEARN),)),
+    ]
 # uneven sample sizes, two empty samples, more samples than threads
 SAMPLE_SIZES = (0, 14, 3, 30, 0, 1, 22, 9)
 
@@ -272,7 +289,8 @@ def _parallel_kernels() -> list[tuple[object, str, object]]:
 
 
 @needs_two
-@pytest.mark.parametrize("kind_name", ["lif_rec", "lif_delays_rec", "adlif_learn", "regularizer"])
+@pytest.mark.parametrize("kind_name", [k.name for k in KINDS if k.name in (
+    "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec")])
 def test_kernels_run_with_two_threads_and_fill_both_thread_buffers(kind_name: str, monkeypatch: pytest.MonkeyPatch):
     """Spy on every parallel kernel called by simulate / loss_and_grad / Recording.voltage: each runs with two
     Numba threads in effect, and each reverse replay gets a gradient buffer per thread (leading axis 2) and both
