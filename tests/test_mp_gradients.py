@@ -24,9 +24,14 @@ its group.
 
 Every parameter group is compared: weights, delays, recurrent weights and delays, learned neuron
 parameters (tau_mem, tau_syn; adLIF tau_mem, tau_w, a, b) and readout weights (and readout delays where
-the readout has them). The default run checks every entry of the LIF cases and the largest and a few
-random entries per group of the (slow, 50-digit matrix exponential) adLIF case; ``-m slow`` checks every
-entry of more cases and runs more hypothesis examples.
+the readout has them). Cases: LIF recurrent with delays, t_ref, v_reset and learned time constants (SumExp,
+two samples); two LIF layers with readout delays (Sum); a spiking first-spike output with the spike-count
+regulariser; feedforward-only delays with zero-delay recurrence (``delays="feedforward"``, the windowed
+kernel); tau_mem == tau_syn; adLIF recurrent with delays, t_ref and learned tau_mem, tau_w, a, b; and a few
+random LIF networks (hypothesis). The default run checks every entry of the LIF cases and the largest and
+two random entries per group of the adLIF case (its 50-digit matrix exponentials are slow); ``-m slow``
+checks every entry of the adLIF cases (one oscillating, a = 40, learning tau_syn), nearly equal learned time
+constants, and runs 25 random examples. Default run: ~50 s of CPU.
 """
 
 from __future__ import annotations
@@ -74,15 +79,17 @@ class Case:
     loss: str = "sum_exp"  # "sum_exp" | "sum" | "first_spike" (spiking output layer)
     readout_delays: bool = False
     reg: bool = False
+    tau_mem: float = 20e-3  # hidden and readout time constants
+    tau_syn: float = 5e-3
     gain: float = 1.0
     out_gain: float = 1.0  # extra gain of a spiking output layer
     seed: int = 0
 
     def neuron(self) -> es.LIF | es.AdLIF:
         if self.model == "lif":
-            return es.LIF(tau_mem=20e-3, tau_syn=5e-3, v_reset=self.v_reset, t_ref=self.t_ref)
-        return es.AdLIF(tau_mem=20e-3, tau_w=100e-3, tau_syn=5e-3, a=self.a, b=self.b, v_reset=self.v_reset,
-                        t_ref=self.t_ref)
+            return es.LIF(tau_mem=self.tau_mem, tau_syn=self.tau_syn, v_reset=self.v_reset, t_ref=self.t_ref)
+        return es.AdLIF(tau_mem=self.tau_mem, tau_w=100e-3, tau_syn=self.tau_syn, a=self.a, b=self.b,
+                        v_reset=self.v_reset, t_ref=self.t_ref)
 
     def make(self):
         rng = np.random.default_rng(self.seed)
@@ -92,7 +99,8 @@ class Case:
         if self.loss == "first_spike":
             layers.append(es.Layer(self.n_out, nrn, delays=self.readout_delays, delay_max=6e-3, learn=self.learn))
         else:
-            layers.append(es.Layer(self.n_out, es.LI(), delays=self.readout_delays, delay_max=6e-3))
+            layers.append(es.Layer(self.n_out, es.LI(tau_mem=self.tau_mem, tau_syn=self.tau_syn),
+                                   delays=self.readout_delays, delay_max=6e-3))
         net = es.Network(self.n_in, layers)
         params = net.init(seed=int(rng.integers(1 << 31)))
         spiking = len(layers) if self.loss == "first_spike" else len(layers) - 1
@@ -282,15 +290,26 @@ LIF_SPIKING_OUT = Case("lif_first_spike_reg", "lif", ((4, False, True),), loss="
                        t_ref=1e-3, gain=1.2, out_gain=2.5, seed=37)
 LIF_FF_DELAYS = Case("lif_rec_ff_delays_tref", "lif", ((4, True, "feedforward"),), t_ref=1e-3, v_reset=-0.1,
                      n_samples=1, n_events=8, gain=1.4, seed=1)
+# tau_mem == tau_syn (the limit forms of the propagator, the crossing search and the readout integrals),
+# and nearly equal learned time constants (the near-confluent branch of the linear kernels)
+LIF_EQUAL_TAUS = Case("lif_equal_taus", "lif", ((3, True, False),), tau_mem=10e-3, tau_syn=10e-3, n_samples=1,
+                      n_events=8, gain=0.5, seed=7)
+LIF_NEAR_TAUS = Case("lif_nearly_equal_learned_taus", "lif", ((3, False, True),), learn=("tau_mem", "tau_syn"),
+                     tau_mem=10e-3, tau_syn=10e-3 * (1 + 1e-7), n_samples=1, n_events=8, gain=0.5, seed=29)
 ADLIF = Case("adlif_rec_delays_learned", "adlif", ((3, True, True),), learn=("tau_mem", "tau_w", "a", "b"),
              t_ref=1e-3, n_in=2, n_samples=1, n_events=6, t_max=0.04, seed=7)
 ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), learn=("tau_syn", "a", "b"),
                  a=40.0, b=0.0, v_reset=-0.2, n_in=2, n_samples=1, n_events=6, t_max=0.04, gain=0.7, seed=3)
 
 
-@pytest.mark.parametrize("case", [LIF_FULL, LIF_TWO_LAYERS, LIF_SPIKING_OUT], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [LIF_FULL, LIF_TWO_LAYERS, LIF_SPIKING_OUT, LIF_EQUAL_TAUS], ids=lambda c: c.name)
 def test_lif_gradients_match_50_digit_differences(case: Case):
     run_case(case)
+
+
+@pytest.mark.slow
+def test_lif_nearly_equal_learned_time_constants_match_50_digit_differences():
+    run_case(LIF_NEAR_TAUS)
 
 
 def test_lif_feedforward_only_delays_match_50_digit_differences():
