@@ -306,7 +306,9 @@ def parameter_groups(net: Network, params: Params, input_times: bool = False) ->
     names = []
     for name in params.groups():
         kind, l = _split(name)
-        if kind in ("delays", "recurrent_delays") and not net.layers[l].delays:
+        if kind == "delays" and not net.layers[l].ff_delays:
+            continue
+        if kind == "recurrent_delays" and not net.layers[l].rec_delays:
             continue
         names.append(name)
     if input_times:
@@ -434,7 +436,8 @@ def gradcheck(
         for name in names:
             if name not in available:
                 if name in params.groups():
-                    raise ValueError(f"{name} cannot be checked: layer {_split(name)[1]} was built with delays=False")
+                    raise ValueError(f"{name} cannot be checked: these delays of layer {_split(name)[1]} are fixed at "
+                                     "zero, not parameters (delays=False, or delays='feedforward' for recurrent ones)")
                 raise ValueError(f"unknown parameter group {name!r}; available: {available}")
     need_input = INPUT_TIMES in names
 
