@@ -186,3 +186,21 @@ def test_config_and_cli_spell_feedforward_delays(tmp_path):
                               "--out", str(tmp_path / "o.h5")])
     assert res.exit_code == 0, res.output
     assert "8 LIF (recurrent, feedforward delays)" in res.output
+
+
+@pytest.mark.parametrize("recipe", ["shd_recipe.toml", "adlif_recipe.toml"])
+def test_validation_recipes_load_and_build(recipe):
+    from pathlib import Path
+
+    from exactsnn.config import load_config
+    from exactsnn.train import build_network
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "validation" / recipe)
+    net = build_network(cfg, n_inputs=700, n_classes=20)
+    hidden = net.layers[0]
+    assert hidden.size == 256 and hidden.recurrent and net.layers[-1].neuron == es.LI()
+    if recipe == "adlif_recipe.toml":
+        assert isinstance(hidden.neuron, es.AdLIF) and hidden.neuron.t_ref == 1e-3
+        assert hidden.delays == "feedforward" and hidden.delay_max == 0.1
+        assert set(hidden.learn) == {"tau_mem", "tau_w", "a", "b"}
+        assert layer_plan(hidden).ff_delays and not layer_plan(hidden).rec_delays
