@@ -465,7 +465,8 @@ def train(
     t_session = time.perf_counter()
     session_epochs: list[float] = []  # epoch times of this session (s), for the whole-run ETA
     stopped_early = False
-    warned_silent = False
+    silent: str | None = None  # the first batch in which no output unit fired (spiking outputs; reported once)
+    silent_reported = False
 
     def wall() -> float:
         return st.wall + time.perf_counter() - t_session
@@ -491,10 +492,8 @@ def train(
                     raise ValueError(f"epoch {e + 1}, batch {k + 1}: {exc} (a lower train.lr may help)") from None
                 s_loss, s_corr, s_spk, s_n = st.sums
                 correct = float(np.sum(outs.predictions() == labels))
-                if not warned_silent and net.layers[-1].neuron.spiking and not outs.counts[-1].any():
-                    warned_silent = True  # first_spike: no output spike means no gradient at all
-                    log(f"warning: epoch {e + 1}, batch {k + 1}: no output unit fired, so the {cfg.loss.name} loss "
-                        "has no gradient and cannot learn; raise network.readout_mean (or leave it unset)")
+                if silent is None and net.layers[-1].neuron.spiking and not outs.counts[-1].any():
+                    silent = f"epoch {e + 1}, batch {k + 1}"  # first_spike: no output spike, no gradient at all
                 spk = tuple(s_spk[j] + float(outs.counts[l].sum()) for j, l in enumerate(hidden))
                 st = replace(st, params=params, opt=opt_state, batch=k + 1,
                              sums=(s_loss + value * idx.size, s_corr + correct, spk, s_n + idx.size))
@@ -535,6 +534,10 @@ def train(
             log(f"epoch {e + 1}/{tc.epochs}  train loss {record['train_loss']:.4f} "
                 f"acc {100 * record['train_acc']:.2f} %{val_txt}  rate {rates} Hz  ({record['epoch_time_s']:.1f} s"
                 f"{eta})")
+            if silent is not None and not silent_reported:
+                silent_reported = True
+                log(f"warning: no output unit fired in {silent}: without output spikes the {cfg.loss.name} loss has "
+                    "no gradient and cannot learn; raise network.readout_mean (or leave it unset) or lower train.lr")
             if tc.patience and st.stale >= tc.patience:
                 log(f"early stop: no validation improvement for {tc.patience} epochs (best epoch {st.best_epoch})")
                 stopped_early = True

@@ -94,3 +94,18 @@ def test_first_spike_trains_from_the_defaults(yinyang, tmp_path):
     first, last = res.metrics[0], res.metrics[-1]
     assert last["train_loss"] < 0.8 * first["train_loss"]
     assert last["val_acc"] > 0.6
+
+
+def test_cli_reports_silent_outputs_without_breaking_the_progress_bar(tmp_path):
+    """The warning comes with the epoch line (a log line in mid-epoch used to break the CLI's bar)."""
+    from typer.testing import CliRunner
+
+    from exactsnn_cli.main import app
+
+    res = CliRunner().invoke(app, ["train", "--hidden", "8", "--epochs", "1", "--loss", "first_spike",
+                                   "--set", "train.batch_size=256", "--set", "network.readout_mean=0",
+                                   "--set", "network.readout_scale=0", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    assert res.output.count("no output unit fired in epoch 1, batch 1") == 1
+    assert "test accuracy" in res.output
