@@ -263,9 +263,12 @@ def test_threads_and_per_sample_agree(kind: Kind):
             parts.append(g_b)
             dts.append(dt_b)
     assert np.mean(values) == pytest.approx(v1, rel=LOSS_TOL, abs=0.0)
+    def mean_of(f: str) -> list:
+        return [None if getattr(parts[0], f)[l] is None else sum(getattr(p, f)[l] for p in parts) / B
+                for l in range(len(net.layers))]
+
     mean = es.Params(
-        *[[None if parts[0].__getattribute__(f)[l] is None else sum(p.__getattribute__(f)[l] for p in parts) / B
-           for l in range(len(net.layers))] for f in ("weights", "delays", "recurrent_weights", "recurrent_delays")],
+        mean_of("weights"), mean_of("delays"), mean_of("recurrent_weights"), mean_of("recurrent_delays"),
         [{k: sum(p.neuron[l][k] for p in parts) / B for k in parts[0].neuron[l]} for l in range(len(net.layers))],
     )
     assert_grads_close(g2, mean, "2 threads vs mean of per-sample gradients")
