@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every table and plot of the README's "Benchmarks" section (about 15 min on 2 cores).
+# Regenerate every table and plot of the README's "Benchmarks" section (about 20 min on 2 cores).
 # Needs the bench and nest extras: pip install -e ".[bench,nest]". Run on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +13,4 @@ python benchmarks/forward.py --json "$out/forward.json" | tee "$out/forward.txt"
 python benchmarks/scaling.py --json "$out/scaling.json" --png-dir "$out" | tee "$out/scaling.txt"
 python benchmarks/nest_forward.py --json "$out/nest_forward.json" --png "$out/nest_forward.png" | tee "$out/nest_forward.txt"
 python benchmarks/engine_table.py --json "$out/engine_table.json" | tee "$out/engine_table.txt"
+python benchmarks/compile_time.py --json "$out/compile_time.json" --out "$out/compile_time.txt"

@@ -9,9 +9,8 @@ the caller skips them with version stamps.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
 
 
 @helper
@@ -97,7 +96,7 @@ def heap_replace_top(
     _sift_down(ht, hk, hs, ha, hb, size)
 
 
-@njit(cache=True)
+@kernel
 def heap_reserve(
     ht: np.ndarray, hk: np.ndarray, hs: np.ndarray, ha: np.ndarray, hb: np.ndarray, size: int, extra: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +107,7 @@ def heap_reserve(
     return grow(ht, cap), grow(hk, cap), grow(hs, cap), grow(ha, cap), grow(hb, cap)
 
 
-@njit(cache=True)
+@kernel
 def grow(a: np.ndarray, new_cap: int) -> np.ndarray:
     """A copy of ``a`` (any dtype) with room for ``new_cap`` entries."""
     out = np.empty(new_cap, a.dtype)

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.neurons.linear import advance, expm_into, may_cross_before, next_spike
 
 _CROSS = 0
@@ -40,7 +40,7 @@ _FF = 1
 _REC = 2
 
 
-@njit(cache=True)
+@kernel
 def _scratch() -> tuple:
     """Per-sample work arrays of the propagator and the crossing search: Phi, s1, s2, cPhi (3, 3),
     the cached stretch length (-1: none), and four 3-vectors."""
@@ -48,7 +48,7 @@ def _scratch() -> tuple:
             np.empty(3), np.empty(3), np.empty(3), np.empty(3))
 
 
-@njit(cache=True)
+@kernel
 def linear_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, ff_order: np.ndarray, ff_delay: np.ndarray,
     R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool, delays: bool,
@@ -292,7 +292,7 @@ def _shared_pass(
     return n_cand
 
 
-@njit(cache=True)
+@kernel
 def linear_dense_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
@@ -408,7 +408,6 @@ def _add_row(X: np.ndarray, row: np.ndarray) -> None:
         X[j, 2] += row[j]
 
 
-@njit(parallel=True, cache=True)
 def run_linear_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
     ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
@@ -416,21 +415,49 @@ def run_linear_batch(
     av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    """:func:`linear_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
-    # the shared-clock kernel walks rows of presynaptic units; the heap kernel uses [post, pre]
-    Wt = W if delays else np.ascontiguousarray(W.T)
-    Rt = R if delays else np.ascontiguousarray(R.T)
+    """:func:`linear_sample` (delays) or :func:`linear_dense_sample` over every sample of a CSR batch, in
+    parallel; rows of out_* per sample. Two drivers, so a run compiles only the kernel it uses."""
+    if delays:
+        _run_linear_queue_batch(
+            times, units, offsets, W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, A, P, bnd, tau_w,
+            tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+        )
+    else:  # the shared-clock kernel walks rows of presynaptic units; the heap kernel uses [post, pre]
+        _run_linear_dense_batch(
+            times, units, offsets, np.ascontiguousarray(W.T), np.ascontiguousarray(R.T), has_rec, A, P, bnd, tau_w,
+            tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+        )
+
+
+@njit(parallel=True, cache=True)
+def _run_linear_dense_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
+    A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
+    bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
+) -> None:
     for b in prange(offsets.size - 1):
         lo = offsets[b]
         hi = offsets[b + 1]
-        if not delays:
-            counts[b] = linear_dense_sample(
-                times[lo:hi], units[lo:hi], Wt, Rt, has_rec, A, P, bnd, tau_w, tau_syn, av, bv, uniform,
-                v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
-            )
-            continue
+        counts[b] = linear_dense_sample(
+            times[lo:hi], units[lo:hi], Wt, Rt, has_rec, A, P, bnd, tau_w, tau_syn, av, bv, uniform,
+            v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
+        )
+
+
+@njit(parallel=True, cache=True)
+def _run_linear_queue_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
+    ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
+    A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
+    bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
+) -> None:
+    for b in prange(offsets.size - 1):
+        lo = offsets[b]
+        hi = offsets[b + 1]
         counts[b] = linear_sample(
-            times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, delays,
+            times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, True,
             A, P, bnd, tau_w, tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max,
             out_t[b], out_u[b], out_i[b], out_r[b],
         )

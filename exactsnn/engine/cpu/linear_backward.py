@@ -23,6 +23,7 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from exactsnn.engine.cpu.jit import kernel
 from exactsnn.neurons.linear import advance, expm_into, lam_x_integral
 
 _SPIKE = 0
@@ -34,7 +35,7 @@ _REC = 3
 G_TAU_MEM, G_TAU_W, G_TAU_SYN, G_A, G_B = 0, 1, 2, 3, 4
 
 
-@njit(cache=True)
+@kernel
 def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delays: bool) -> np.ndarray:
     """Indices of the events in forward order: by time, ties by position (spikes, window ends, feedforward,
     recurrent as listed). The events are listed as [spikes and window ends | feedforward | recurrent].
@@ -70,7 +71,7 @@ def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delay
     return order
 
 
-@njit(cache=True)
+@kernel
 def linear_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Rt: np.ndarray, Et: np.ndarray, has_rec: bool,
     delays: bool, ts_: np.ndarray, us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray,
