@@ -32,11 +32,13 @@ u + m0 + 1 (T1 - t_a = p - r + h). Hence w exp(-(T1 - t_a)/tau) = [w exp(-p/tau)
 (times exp(-h/tau) in the second case): a per-synapse factor in [e^{-h/tau} w, w) computed once per
 call and a per-spike factor in [1, e^{h/tau}) computed once per input spike. Every exponent is at
 most h/tau in size, whatever the delays, so nothing can overflow or underflow. Each input spike
-scatters its fan-out once, on arrival of the spike, into a ring of per-window accumulators spanning
-the largest delay: an arrival costs one comparison (r >= p) and two multiply-adds. The replay of a
-flagged neuron recomputes the same comparison from the same stored numbers, so each arrival belongs
-to exactly one window on both paths (an arrival time t_i + D that rounds across a window edge is
-clamped into its window: a shift of at most an ulp).
+scatters its fan-out once, when its own window starts, into a ring of per-window accumulators
+spanning the largest delay (a power of two of windows, each a power-of-two slot of [S+_syn, S+_mem]
+pairs then [S-_syn, S-_mem] pairs, so a slot index is a mask). A unit's synapses are sorted by phase,
+so those with p <= r (next window) are a prefix found by bisection: an arrival costs two
+multiply-adds and no branch. The replay of a flagged neuron decides r >= p from the same stored
+floats, so each arrival belongs to exactly one window on both paths (an arrival time t_i + D that
+rounds across a window edge is clamped into its window: a shift of at most an ulp).
 
 The screen (proof). On [T0, T1] (h <= t_peak, the peak time of a kick's voltage response
 c(s) = k (e^{-s/tau_syn} - e^{-s/tau_mem}) >= 0, which rises on [0, t_peak]) the voltage is the free
@@ -64,8 +66,9 @@ difference S_syn - S_mem cancel: :func:`ff_supported` refuses |tau_syn - tau_mem
 (and v_th <= 0, rest at threshold); the caller runs the queue kernel for those layers.
 
 Cost per sample: O(input spikes x n) scatter (two multiply-adds per synapse), O(windows x n)
-vectorisable screen and update, O(spikes x n) recurrent kicks, plus exact work for the flagged
-neuron-windows (their arrivals are found by rescanning the input spikes of the last Dmax + h).
+for one fused pass per window (update of window w, screen of window w + 1), O(spikes x n) recurrent
+kicks (one fused add-and-rescreen pass per spike), plus exact work for the flagged neuron-windows
+(their arrivals are found by one rescan of the input spikes of the last Dmax + h for all of them).
 Memory: O(n_pre x n) tables, O(ring x n) accumulators, O(spikes) record.
 """
 
@@ -75,10 +78,10 @@ import math
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.heap import grow
 from exactsnn.engine.cpu.jit import helper
-from exactsnn.engine.cpu.queue import sort_delays
 from exactsnn.neurons.lif import lif_advance, lif_factors, lif_next_spike, log1p_ratio
 
 __all__ = ["ff_supported", "ff_window", "ff_tables", "run_ff_delays_batch"]
@@ -105,16 +108,17 @@ def ff_window(tau_mem: float, tau_syn: float, h_max: float = _H_MAX) -> float:
 @njit(cache=True)
 def ff_tables(
     W: np.ndarray, D: np.ndarray, h: float, tau_mem: float, tau_syn: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int]:
     """Per-call tables of the windowed kernel for weights/delays ``W, D`` (n, n_pre) and window h (s).
 
-    Returns ``(off, ph_s, fs, fm, m0, ph, ring)``: per presynaptic unit u and its synapses sorted by
-    delay (rows of shape (n_pre, n)): accumulator offset (m0 * 4n + 4 j + 2 [w < 0]), phase,
-    w e^{-phase/tau_syn}, w e^{-phase/tau_mem}; per synapse [j, u]: m0 and the phase (the same
-    floats); ``ring``: windows in the accumulator ring (max m0 + 2).
+    Returns ``(off, ph_s, fs, fm, m0, ph, ring, slot, mmax)``. Per presynaptic unit u, its synapses sorted
+    by phase (rows of shape (n_pre, n)): accumulator offset ``m0 * slot + 2 j + 2 n [w < 0]`` (int32),
+    phase, w e^{-phase/tau_syn}, w e^{-phase/tau_mem}. Per synapse [j, u]: m0 (int32) and the phase (the
+    same floats). ``ring`` windows (a power of two >= max m0 + 3) of ``slot`` doubles (a power of two
+    >= 4 n) make the accumulator ring; ``mmax`` = max m0.
     """
     n, n_pre = W.shape
-    m0 = np.empty((n, n_pre), np.int64)
+    m0 = np.empty((n, n_pre), np.int32)
     ph = np.empty((n, n_pre))
     mmax = 0
     for j in range(n):
@@ -131,86 +135,146 @@ def ff_tables(
             m0[j, u] = m
             ph[j, u] = p
             mmax = max(mmax, m)
-    ring = mmax + 2
-    order, _ = sort_delays(D)
-    off = np.empty((n_pre, n), np.int64)
+    ring = 1
+    while ring < mmax + 3:
+        ring *= 2
+    slot = 1
+    while slot < 4 * n:
+        slot *= 2
+    off = np.empty((n_pre, n), np.int32)
     ph_s = np.empty((n_pre, n))
     fs = np.empty((n_pre, n))
     fm = np.empty((n_pre, n))
     for u in range(n_pre):
+        col = np.ascontiguousarray(ph[:, u])
+        order = np.argsort(col, kind="mergesort")
         for k in range(n):
-            j = order[u, k]
+            j = order[k]
             w = W[j, u]
             p = ph[j, u]
-            off[u, k] = m0[j, u] * 4 * n + 4 * j + (2 if w < 0.0 else 0)
+            off[u, k] = m0[j, u] * slot + 2 * j + (2 * n if w < 0.0 else 0)
             ph_s[u, k] = p
             fs[u, k] = w * math.exp(-p / tau_syn)
             fm[u, k] = w * math.exp(-p / tau_mem)
-    return off, ph_s, fs, fm, m0, ph, ring
+    return off, ph_s, fs, fm, m0, ph, ring, slot, mmax
 
 
 @helper
 def _scatter(
-    acc: np.ndarray, base: int, shift: int, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray,
-    r: float, gs0: float, gm0: float, gs1: float, gm1: float,
+    acc: np.ndarray, base: int, slot: int, mask: int, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray,
+    fm: np.ndarray, r: float, gs0: float, gm0: float, gs1: float, gm1: float,
 ) -> None:
-    """Add one input spike's arrivals (rows of its unit) to the window accumulators."""
-    for k in range(off.size):
-        nx = r >= ph_s[k]
-        o = base + off[k] + (shift if nx else 0)
-        acc[o] += fs[k] * (gs1 if nx else gs0)
-        acc[o + 1] += fm[k] * (gm1 if nx else gm0)
+    """Add one input spike's arrivals (its unit's rows, sorted by phase) to the window accumulators.
 
-
-@helper
-def _kick_add(acc: np.ndarray, p0: int, row: np.ndarray, ek_s: float, ek_m: float) -> None:
-    """Add a zero-delay recurrent row (kick at T1 - s, ek_tau = e^{-s/tau}) to the window accumulators."""
-    for j in range(row.size):
-        w = row[j]
-        o = p0 + 4 * j + (2 if w < 0.0 else 0)
-        acc[o] += w * ek_s
-        acc[o + 1] += w * ek_m
-
-
-@helper
-def _screen(
-    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, status: np.ndarray, acc: np.ndarray, p0: int, p1: int,
-    T0: float, T1: float, start: bool, kh: float, am: float, ch: float, kk: float, v_th: float,
-    flags: np.ndarray, out: np.ndarray,
-) -> int:
-    """Flag the neurons that may reach v_th in the window (proof in the module docstring); list them.
-
-    ``start``: window start (flags free neurons the bound does not clear and neurons whose
-    refractory window ends inside); else re-screen after a kick (free, cleared neurons only).
-    Returns the number listed in ``out``.
+    The synapses with phase <= r (arrival one window later) are a prefix of the row: found by bisection,
+    so the two loops carry no per-arrival branch.
     """
-    n = V.size
-    akk = abs(kk)
-    count = 0
-    for j in range(n):
-        q = 4 * j
-        sp = acc[p0 + q] + acc[p1 + q]
-        mp = acc[p0 + q + 1] + acc[p1 + q + 1]
-        v0 = V[j]
-        i0 = I[j]
-        ip = max(i0, 0.0)
-        b1 = v0 + max(ip - v0, 0.0) * kh
-        b2 = max(v0, am * v0) + ch * ip
-        bound = min(b1, b2) + kk * (sp - mp)
-        scale = abs(v0) + ip + akk * (sp + mp) + abs(v_th)
-        hit = bound + _SCREEN_REL * scale >= v_th
-        re = ref_end[j]
-        if start:
-            f = (re < T1) & ((re > T0) | hit)
-            status[j] = 1 if re >= T1 else 0
+    lo = 0
+    hi = off.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ph_s[mid] <= r:
+            lo = mid + 1
         else:
-            f = (status[j] == 0) & hit
+            hi = mid
+    b1 = base + slot
+    for k in range(lo):
+        o = (b1 + off[k]) & mask
+        acc[o] += fs[k] * gs1
+        acc[o + 1] += fm[k] * gm1
+    for k in range(lo, off.size):
+        o = (base + off[k]) & mask
+        acc[o] += fs[k] * gs0
+        acc[o + 1] += fm[k] * gm0
+
+
+@register_jitable
+def _hit(v0: float, i0: float, sp: float, mp: float, kh: float, am: float, ch: float, kk: float, v_th: float) -> bool:
+    """The screen: True unless V provably stays below v_th in the window (proof in the module docstring)."""
+    ip = max(i0, 0.0)
+    b1 = v0 + max(ip - v0, 0.0) * kh
+    b2 = max(v0, am * v0) + ch * ip
+    bound = min(b1, b2) + kk * (sp - mp)
+    scale = abs(v0) + ip + abs(kk) * (sp + mp) + abs(v_th)
+    return bound + _SCREEN_REL * scale >= v_th
+
+
+@helper
+def _screen_start(
+    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, status: np.ndarray, b: np.ndarray, T0: float, T1: float,
+    kh: float, am: float, ch: float, kk: float, v_th: float, flags: np.ndarray,
+) -> int:
+    """Flag the neurons to replay in window [T0, T1) (``b``: its accumulators); returns how many."""
+    count = 0
+    for j in range(V.size):
+        hit = _hit(V[j], I[j], b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th)
+        re = ref_end[j]
+        f = (re < T1) & ((re > T0) | hit)
+        status[j] = 1 if re >= T1 else 0
         flags[j] = f
         count += f
-    if count == 0:
-        return 0
+    return count
+
+
+@helper
+def _update_screen(
+    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, status: np.ndarray, a: np.ndarray, b: np.ndarray,
+    T1: float, T2: float, am: float, ch: float, as_: float, kk: float, v_reset: float,
+    kh: float, v_th: float, flags: np.ndarray,
+) -> int:
+    """State at T1 of every neuron from its state at T0 and window [T0, T1)'s accumulators ``a`` (zeroed
+    after), and the screen of the next window [T1, T2) (accumulators ``b``). Returns the number flagged."""
+    n = V.size
+    count = 0
+    for j in range(n):
+        ss = a[2 * j] + a[2 * n + 2 * j]
+        sm = a[2 * j + 1] + a[2 * n + 2 * j + 1]
+        v0 = V[j]
+        i0 = I[j]
+        re = ref_end[j]
+        v1 = v_reset if re >= T1 else am * v0 + ch * i0 + kk * (ss - sm)
+        i1 = as_ * i0 + ss
+        V[j] = v1
+        I[j] = i1
+        hit = _hit(v1, i1, b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th)
+        f = (re < T2) & ((re > T1) | hit)
+        status[j] = 1 if re >= T2 else 0
+        flags[j] = f
+        count += f
+    for q in range(4 * n):
+        a[q] = 0.0
+    return count
+
+
+@helper
+def _kick_screen(
+    V: np.ndarray, I: np.ndarray, status: np.ndarray, a: np.ndarray, row: np.ndarray, ek_s: float, ek_m: float,
+    kh: float, am: float, ch: float, kk: float, v_th: float, flags: np.ndarray,
+) -> int:
+    """Add a zero-delay recurrent row (a kick at T1 - s, ek_tau = e^{-s/tau}) to the window's accumulators
+    ``a`` and flag the cleared neurons that it may now bring to threshold; returns how many."""
+    n = V.size
+    count = 0
+    for j in range(n):
+        r = row[j]
+        rp = max(r, 0.0)
+        rn = min(r, 0.0)
+        sp = a[2 * j] + rp * ek_s
+        mp = a[2 * j + 1] + rp * ek_m
+        a[2 * j] = sp
+        a[2 * j + 1] = mp
+        a[2 * n + 2 * j] += rn * ek_s
+        a[2 * n + 2 * j + 1] += rn * ek_m
+        f = (status[j] == 0) & (r > 0.0) & _hit(V[j], I[j], sp, mp, kh, am, ch, kk, v_th)
+        flags[j] = flags[j] | f
+        count += f
+    return count
+
+
+@helper
+def _list_flags(flags: np.ndarray, out: np.ndarray, m: int) -> int:
+    """Append the flagged neurons to ``out[m:]`` (flags cleared, read eight at a time); returns the new length."""
     words = flags.view(np.uint64)
-    m = 0
     for w in range(words.size):
         if words[w] != 0:
             for j in range(8 * w, 8 * w + 8):
@@ -219,26 +283,6 @@ def _screen(
                     m += 1
                     flags[j] = 0
     return m
-
-
-@helper
-def _update(
-    V: np.ndarray, I: np.ndarray, ref_end: np.ndarray, acc: np.ndarray, p0: int, p1: int, T1: float,
-    am: float, ch: float, as_: float, kk: float, v_reset: float,
-) -> None:
-    """State at T1 of every neuron from its state at T0 and the window's accumulators (zeroed after)."""
-    for j in range(V.size):
-        q = 4 * j
-        ss = (acc[p0 + q] + acc[p1 + q]) + (acc[p0 + q + 2] + acc[p1 + q + 2])
-        sm = (acc[p0 + q + 1] + acc[p1 + q + 1]) + (acc[p0 + q + 3] + acc[p1 + q + 3])
-        v0 = V[j]
-        i0 = I[j]
-        v1 = am * v0 + ch * i0 + kk * (ss - sm)
-        V[j] = v_reset if ref_end[j] >= T1 else v1
-        I[j] = as_ * i0 + ss
-    for q in range(4 * V.size):
-        acc[p0 + q] = 0.0
-        acc[p1 + q] = 0.0
 
 
 @helper
@@ -257,6 +301,39 @@ def _insertion_sort(lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lo: int, hi:
         lt[b + 1] = t
         lw[b + 1] = w
         lk[b + 1] = k
+
+
+@helper
+def _collect(
+    js: np.ndarray, n_js: int, w: int, last: bool, T0: float, T1: float, t_max: float, tin: np.ndarray,
+    uin: np.ndarray, wi: np.ndarray, rr: np.ndarray, W: np.ndarray, D: np.ndarray, m0: np.ndarray,
+    ph: np.ndarray, p_lo: int, p_hi: int, lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lpos: np.ndarray,
+    lend: np.ndarray,
+) -> None:
+    """Append the feedforward arrivals of window w of neurons ``js[:n_js]`` to their list segments.
+
+    Each segment starts at ``lpos[j]`` with ``lend[j] = lpos[j]`` and has room for every candidate spike.
+    The window of an arrival is decided from the same stored floats as in :func:`_scatter`.
+    """
+    for p in range(p_lo, p_hi):
+        u = uin[p]
+        r = rr[p]
+        dw = w - wi[p]
+        for q in range(n_js):
+            j = js[q]
+            if m0[j, u] + (1 if r >= ph[j, u] else 0) != dw:
+                continue
+            wt = W[j, u]
+            if wt == 0.0:
+                continue
+            ta = tin[p] + D[j, u]
+            if last and ta > t_max:
+                continue
+            e = lend[j]
+            lt[e] = min(max(ta, T0), T1)
+            lw[e] = wt
+            lk[e] = 1
+            lend[j] = e + 1
 
 
 @helper
@@ -299,17 +376,18 @@ def _apply(
 def ff_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray, has_rec: bool,
     off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray, ph: np.ndarray,
-    ring: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float,
-    t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+    ring: int, slot: int, mmax: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
+    t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
     """Simulate one sample of one layer with feedforward delays. Returns the spike count, or -1 on overflow.
 
     ``W, D`` (n, n_pre): feedforward weights and delays (s); ``Rt`` (n, n): transposed zero-delay
     recurrent weights; the tables come from :func:`ff_tables` for window length ``h``.
     """
-    n, n_pre = W.shape
+    n = W.shape[0]
     cap = out_t.size
-    n4 = 4 * n
+    n2 = 2 * n
+    mask = ring * slot - 1
     n_in = np.searchsorted(tin, t_max, side="right")
     n_win = int(math.floor(t_max / h)) + 1
     while n_win > 1 and (n_win - 1) * h > t_max:
@@ -339,20 +417,19 @@ def ff_sample(
         while p < n_in and wi[p] < w:
             p += 1
         win_first[w] = p
-    # state
+    # state: V, I at the current window's start (replayed neurons: at tl)
     V = np.zeros(n)
     I = np.zeros(n)
     tl = np.zeros(n)
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
-    status = np.zeros(n, np.int8)  # 0 free (screened), 1 refractory all window, 2 flagged (replayed)
+    status = np.zeros(n, np.int8)  # 0 free (screened), 1 refractory all window, 2 replayed
     ref_list = np.empty(n, np.int64)
     in_ref = np.zeros(n, np.bool_)
     n_ref = 0
-    acc = np.zeros(2 * ring * n4)
+    acc = np.zeros(ring * slot)
     flags = np.zeros(8 * ((n + 7) // 8), np.uint8)
     fl = np.empty(n, np.int64)
-    newf = np.empty(n, np.int64)
     fired = np.empty(n, np.int64)
     lpos = np.zeros(n, np.int64)
     lend = np.zeros(n, np.int64)
@@ -360,46 +437,53 @@ def ff_sample(
     nkind = np.full(n, _NONE, np.int64)
     vsave = np.empty(n)
     isave = np.empty(n)
-    lcap = 64
+    lcap = 256
     lt = np.empty(lcap)
     lw = np.empty(lcap)
     lk = np.empty(lcap, np.int64)
     count = 0
-    span = ring  # an arrival's window is at most ring - 1 windows after its spike's
+    # window 0: its input spikes, then the screen
+    for p in range(win_first[0], win_first[1]):
+        r = rr[p]
+        gs0 = math.exp(r / tau_syn)
+        gm0 = math.exp(r / tau_mem)
+        _scatter(acc, 0, slot, mask, off[uin[p]], ph_s[uin[p]], fs[uin[p]], fm[uin[p]], r, gs0, gm0, gs0 * eh_s,
+                 gm0 * eh_m)
+    nf = _screen_start(V, I, ref_end, status, acc[0:n2], 0.0, h, kh, am, ch, kk, v_th, flags)
+    nf = _list_flags(flags, fl, 0) if nf > 0 else 0
     for w in range(n_win):
         T0 = w * h
         T1 = (w + 1) * h
         last = w == n_win - 1
         t_end = t_max if last else T1
-        p0 = (w % ring) * n4
-        p1 = p0 + ring * n4
-        # scatter the input spikes of this window (their arrivals fall in this window or later)
-        for p in range(win_first[w], win_first[w + 1]):
-            u = uin[p]
-            r = rr[p]
-            gs0 = math.exp(r / tau_syn)
-            gm0 = math.exp(r / tau_mem)
-            _scatter(acc, p0, n4, off[u], ph_s[u], fs[u], fm[u], r, gs0, gm0, gs0 * eh_s, gm0 * eh_m)
-        # screen
-        nf = _screen(V, I, ref_end, status, acc, p0, p1, T0, T1, True, kh, am, ch, kk, v_th, flags, fl)
+        p0 = (w & (ring - 1)) * slot
+        a = acc[p0:p0 + 2 * n2]
         win_spike0 = count
-        n_list = 0
-        p_lo = win_first[max(w - span, 0)]
+        p_lo = win_first[max(w - mmax - 1, 0)]
         p_hi = win_first[w + 1]
+        n_cand = p_hi - p_lo
         # collect and start every flagged neuron
-        for q in range(nf):
-            j = fl[q]
-            need = n_list + (p_hi - p_lo) + 1
+        if nf > 0:
+            need = nf * (n_cand + 1)
             if need > lcap:
                 lcap = 2 * need
-                lt = grow(lt, lcap)
-                lw = grow(lw, lcap)
-                lk = grow(lk, lcap)
-            n_list = _collect(j, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi,
-                              lt, lw, lk, n_list, lpos, lend)
-            status[j] = 2
-            tl[j] = T0
-            _next_event(j, V, I, tl, ref_end, lpos, lend, lt, nev, nkind, t_end, tau_mem, tau_syn, v_th, v_reset)
+                lt = np.empty(lcap)
+                lw = np.empty(lcap)
+                lk = np.empty(lcap, np.int64)
+            for q in range(nf):
+                j = fl[q]
+                lpos[j] = q * (n_cand + 1)
+                lend[j] = lpos[j]
+            _collect(fl, nf, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi, lt, lw, lk, lpos,
+                     lend)
+            for q in range(nf):
+                j = fl[q]
+                _insertion_sort(lt, lw, lk, lpos[j], lend[j])
+                status[j] = 2
+                tl[j] = T0
+                _next_event(j, V, I, tl, ref_end, lpos, lend, lt, nev, nkind, t_end, tau_mem, tau_syn, v_th,
+                            v_reset)
+        n_list = nf * (n_cand + 1)
         # events of the flagged neurons, earliest first
         while nf > 0:
             best = math.inf
@@ -448,10 +532,11 @@ def ff_sample(
                 s = T1 - best
                 ek_s = math.exp(-s / tau_syn)
                 ek_m = math.exp(-s / tau_mem)
-                for a in range(n_fired):
-                    k = fired[a]
+                n_new = 0
+                for c in range(n_fired):
+                    k = fired[c]
                     row = Rt[k]
-                    _kick_add(acc, p0, row, ek_s, ek_m)
+                    n_new += _kick_screen(V, I, status, a, row, ek_s, ek_m, kh, am, ch, kk, v_th, flags)
                     for q in range(nf):
                         j = fl[q]
                         rw = row[j]
@@ -465,40 +550,47 @@ def ff_sample(
                             pos += 1
                         lpos[j] = pos
                         _apply(j, best, rw, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
-                # cleared neurons that the kicks may have brought to threshold replay the window
-                n_new = _screen(V, I, ref_end, status, acc, p0, p1, T0, T1, False, kh, am, ch, kk, v_th, flags,
-                                newf)
-                for q in range(n_new):
-                    j = newf[q]
-                    need = n_list + (p_hi - p_lo) + (count - win_spike0) + 1
-                    if need > lcap:
-                        lcap = 2 * need
+                if n_new > 0:
+                    # cleared neurons that the kicks may bring to threshold replay the window from T0 with
+                    # their feedforward arrivals and every kick so far (no crossing before this instant:
+                    # their trajectory up to here was cleared)
+                    nf0 = nf
+                    nf = _list_flags(flags, fl, nf)
+                    n_k = count - win_spike0
+                    room = n_cand + n_k + 1
+                    if n_list + (nf - nf0) * room > lcap:
+                        lcap = 2 * (n_list + (nf - nf0) * room)
                         lt = grow(lt, lcap)
                         lw = grow(lw, lcap)
                         lk = grow(lk, lcap)
-                    lo = n_list
-                    n_list = _collect(j, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi,
-                                      lt, lw, lk, n_list, lpos, lend)
-                    for e in range(win_spike0, count):
-                        rw = Rt[out_u[e], j]
-                        if rw != 0.0:
-                            lt[n_list] = out_t[e]
-                            lw[n_list] = rw
-                            lk[n_list] = 2
-                            n_list += 1
-                    lend[j] = n_list
-                    _insertion_sort(lt, lw, lk, lo, n_list)
-                    status[j] = 2
-                    tl[j] = T0
-                    # no crossing before this instant (its trajectory up to here was cleared)
-                    pos = lo
-                    while pos < n_list and lt[pos] <= best:
-                        _apply(j, lt[pos], lw[pos], V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
-                        pos += 1
-                    lpos[j] = pos
-                    nev[j] = -1.0  # (re)predicted below
-                    fl[nf] = j
-                    nf += 1
+                    for q in range(nf0, nf):
+                        j = fl[q]
+                        lpos[j] = n_list
+                        lend[j] = n_list
+                        n_list += room
+                    _collect(fl[nf0:], nf - nf0, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo,
+                             p_hi, lt, lw, lk, lpos, lend)
+                    for q in range(nf0, nf):
+                        j = fl[q]
+                        e = lend[j]
+                        for c in range(win_spike0, count):
+                            rw = Rt[out_u[c], j]
+                            if rw != 0.0:
+                                lt[e] = out_t[c]
+                                lw[e] = rw
+                                lk[e] = 2
+                                e += 1
+                        lend[j] = e
+                        _insertion_sort(lt, lw, lk, lpos[j], e)
+                        status[j] = 2
+                        tl[j] = T0
+                        pos = lpos[j]
+                        while pos < e and lt[pos] <= best:
+                            _apply(j, lt[pos], lw[pos], V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn,
+                                   v_reset)
+                            pos += 1
+                        lpos[j] = pos
+                        nev[j] = -1.0  # predicted below
             for q in range(nf):
                 j = fl[q]
                 if tl[j] == best or nev[j] <= best:
@@ -507,16 +599,26 @@ def ff_sample(
         if last:
             # the record needs nothing else: refractory ends up to t_max of the replayed neurons
             for q in range(nf):
-                j = fl[q]
-                _apply(j, t_max, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
+                _apply(fl[q], t_max, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
             break
-        # flagged neurons to T1 (pending arrivals were all applied), then every other neuron
+        # replayed neurons to T1 (pending arrivals were all applied)
         for q in range(nf):
             j = fl[q]
             _apply(j, T1, 0.0, V, I, tl, ref_end, ref_spike, out_r, tau_mem, tau_syn, v_reset)
             vsave[q] = V[j]
             isave[q] = I[j]
-        _update(V, I, ref_end, acc, p0, p1, T1, am, ch, as_, kk, v_reset)
+        # the next window's input spikes (their arrivals fall in windows w + 1 ... w + 1 + mmax + 1)
+        p1 = ((w + 1) & (ring - 1)) * slot
+        for p in range(win_first[w + 1], win_first[w + 2]):
+            u = uin[p]
+            r = rr[p]
+            gs0 = math.exp(r / tau_syn)
+            gm0 = math.exp(r / tau_mem)
+            _scatter(acc, p1, slot, mask, off[u], ph_s[u], fs[u], fm[u], r, gs0, gm0, gs0 * eh_s, gm0 * eh_m)
+        # every other neuron to T1, and the screen of the next window
+        b = acc[p1:p1 + n2]
+        T2 = (w + 2) * h
+        nn = _update_screen(V, I, ref_end, status, a, b, T1, T2, am, ch, as_, kk, v_reset, kh, v_th, flags)
         for q in range(nf):
             j = fl[q]
             V[j] = vsave[q]
@@ -524,68 +626,39 @@ def ff_sample(
             tl[j] = T1
             nev[j] = math.inf
             nkind[j] = _NONE
-        # refractory windows that end exactly at T1 in a window that was not replayed
+            re = ref_end[j]
+            f = (re < T2) & ((re > T1) | _hit(V[j], I[j], b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th))
+            nn += int(f) - int(flags[j])
+            flags[j] = f
+        # refractory windows that end exactly at T1 (for a replayed neuron this rewrites the same value)
         keep = 0
-        for a in range(n_ref):
-            j = ref_list[a]
+        for c in range(n_ref):
+            j = ref_list[c]
             if ref_end[j] <= T1:
-                if ref_end[j] == T1 and status[j] == 1:
+                if ref_end[j] == T1:
                     out_r[ref_spike[j]] = I[j]
                 in_ref[j] = False
             else:
                 ref_list[keep] = j
                 keep += 1
         n_ref = keep
+        nf = _list_flags(flags, fl, 0) if nn > 0 else 0
     return count
-
-
-@helper
-def _collect(
-    j: int, w: int, last: bool, T0: float, T1: float, t_max: float, tin: np.ndarray, uin: np.ndarray,
-    wi: np.ndarray, rr: np.ndarray, W: np.ndarray, D: np.ndarray, m0: np.ndarray, ph: np.ndarray,
-    p_lo: int, p_hi: int, lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, n_list: int,
-    lpos: np.ndarray, lend: np.ndarray,
-) -> int:
-    """Append neuron j's feedforward arrivals of window w (sorted) to the list; returns the new length."""
-    lo = n_list
-    Wj = W[j]
-    Dj = D[j]
-    mj = m0[j]
-    pj = ph[j]
-    for p in range(p_lo, p_hi):
-        u = uin[p]
-        wt = Wj[u]
-        if wt == 0.0:
-            continue
-        m = mj[u] + (1 if rr[p] >= pj[u] else 0)
-        if wi[p] + m != w:
-            continue
-        ta = tin[p] + Dj[u]
-        if last and ta > t_max:
-            continue
-        lt[n_list] = min(max(ta, T0), T1)
-        lw[n_list] = wt
-        lk[n_list] = 1
-        n_list += 1
-    _insertion_sort(lt, lw, lk, lo, n_list)
-    lpos[j] = lo
-    lend[j] = n_list
-    return n_list
 
 
 @njit(parallel=True, cache=True)
 def run_ff_delays_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray,
     has_rec: bool, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray,
-    ph: np.ndarray, ring: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
-    t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
-    counts: np.ndarray,
+    ph: np.ndarray, ring: int, slot: int, mmax: int, h: float, tau_mem: float, tau_syn: float, v_th: float,
+    v_reset: float, t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray,
+    out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
     """:func:`ff_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
     for b in prange(offsets.size - 1):
         lo = offsets[b]
         hi = offsets[b + 1]
         counts[b] = ff_sample(
-            times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, m0, ph, ring, h,
+            times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, m0, ph, ring, slot, mmax, h,
             tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
