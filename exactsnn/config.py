@@ -180,13 +180,22 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class RegularizerConfig:
-    """Spike-count penalty of the hidden layers (:class:`exactsnn.regularizers.SpikeCount`); off at 0 strengths."""
+    """Spike-count penalty of the hidden layers (:class:`exactsnn.regularizers.SpikeCount`); off at 0 strengths.
+
+    ``output_s_lo``, ``output_nu_lo`` (first_spike only, while the penalty above is off): a hypo-activity
+    penalty ``output_s_lo relu(output_nu_lo - n)^2`` on each spiking output unit's spike count n per trial.
+    A silent output has no first spike, hence no gradient; without this floor the outputs drift into
+    silence during training (every unit is pushed later on the 2/3 of the trials it loses) and learning
+    stops. 0 turns it off.
+    """
 
     s_lo: float = 0.0
     nu_lo: float = 0.0
     s_hi: float = 0.0
     nu_hi: float = 100.0
     per: str = "neuron"
+    output_s_lo: float = 1.0
+    output_nu_lo: float = 2.0
 
     @property
     def enabled(self) -> bool:

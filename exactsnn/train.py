@@ -111,13 +111,17 @@ def build_loss(cfg: Config) -> Any:
 
 
 def build_regularizer(cfg: Config) -> Any:
-    """The spike-count regulariser of the hidden layers, or None when its strengths are zero."""
-    rc = cfg.regularizer
-    if not rc.enabled:
-        return None
+    """The spike-count regulariser of the hidden layers; when its strengths are zero, for first_spike the
+    output units' spike-count floor (``regularizer.output_s_lo``, ``output_nu_lo``), else None."""
     from exactsnn.regularizers import SpikeCount
 
-    return SpikeCount(nu_lo=rc.nu_lo, nu_hi=rc.nu_hi, s_lo=rc.s_lo, s_hi=rc.s_hi, per=rc.per)
+    rc = cfg.regularizer
+    if rc.enabled:
+        return SpikeCount(nu_lo=rc.nu_lo, nu_hi=rc.nu_hi, s_lo=rc.s_lo, s_hi=rc.s_hi, per=rc.per)
+    if cfg.loss.name == "first_spike" and rc.output_s_lo > 0 and rc.output_nu_lo > 0:
+        return SpikeCount(nu_lo=rc.output_nu_lo, nu_hi=max(rc.output_nu_lo, rc.nu_hi), s_lo=rc.output_s_lo, s_hi=0.0,
+                          layers=[len(cfg.network.hidden)])
+    return None
 
 
 def _augment(cfg: Config, batch: SpikeBatch, labels: np.ndarray, rng: np.random.Generator) -> SpikeBatch:
