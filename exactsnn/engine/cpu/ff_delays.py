@@ -33,8 +33,8 @@ u + m0 + 1 (T1 - t_a = p - r + h). Hence w exp(-(T1 - t_a)/tau) = [w exp(-p/tau)
 call and a per-spike factor in [1, e^{h/tau}) computed once per input spike. Every exponent is at
 most h/tau in size, whatever the delays, so nothing can overflow or underflow. Each input spike
 scatters its fan-out once, when its own window starts, into a ring of per-window accumulators
-spanning the largest delay (a power of two of windows, each a power-of-two slot of [S+_syn, S+_mem]
-pairs then [S-_syn, S-_mem] pairs, so a slot index is a mask). A unit's synapses are sorted by phase,
+spanning the largest delay (a power of two of windows, each a power-of-two slot holding the arrays
+S+_syn, S+_mem, S-_syn, S-_mem over the neurons, so a slot index is a mask). A unit's synapses are sorted by phase,
 so those with p <= r (next window) are a prefix found by bisection: an arrival costs two
 multiply-adds and no branch. The replay of a flagged neuron decides r >= p from the same stored
 floats, so each arrival belongs to exactly one window on both paths (an arrival time t_i + D that
@@ -111,14 +111,15 @@ def ff_tables(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int]:
     """Per-call tables of the windowed kernel for weights/delays ``W, D`` (n, n_pre) and window h (s).
 
-    Returns ``(off, ph_s, fs, fm, m0, ph, ring, slot, mmax)``. Per presynaptic unit u, its synapses sorted
-    by phase (rows of shape (n_pre, n)): accumulator offset ``m0 * slot + 2 j + 2 n [w < 0]`` (int32),
-    phase, w e^{-phase/tau_syn}, w e^{-phase/tau_mem}. Per synapse [j, u]: m0 (int32) and the phase (the
-    same floats). ``ring`` windows (a power of two >= max m0 + 3) of ``slot`` doubles (a power of two
-    >= 4 n) make the accumulator ring; ``mmax`` = max m0.
+    Returns ``(off, ph_s, fs, fm, key, ring, slot, mmax)``. Per presynaptic unit u, its synapses sorted
+    by phase (rows of shape (n_pre, n)): accumulator offset ``m0 * slot + j + 2 n [w < 0]`` (int32),
+    phase, w e^{-phase/tau_syn}, w e^{-phase/tau_mem}. ``key[j, u]`` = (phase, m0) of synapse (j, u) (the
+    same floats; neuron-major: a rescan streams through one row in unit order).
+    ``ring`` windows (a power of two >= max m0 + 3) of ``slot`` doubles (a power of two >= 4 n) make the
+    accumulator ring; ``mmax`` = max m0.
     """
     n, n_pre = W.shape
-    m0 = np.empty((n, n_pre), np.int32)
+    m0 = np.empty((n, n_pre), np.int64)
     ph = np.empty((n, n_pre))
     mmax = 0
     for j in range(n):
@@ -142,6 +143,7 @@ def ff_tables(
     while slot < 4 * n:
         slot *= 2
     off = np.empty((n_pre, n), np.int32)
+    key = np.empty((n, n_pre, 2))
     ph_s = np.empty((n_pre, n))
     fs = np.empty((n_pre, n))
     fm = np.empty((n_pre, n))
@@ -152,16 +154,18 @@ def ff_tables(
             j = order[k]
             w = W[j, u]
             p = ph[j, u]
-            off[u, k] = m0[j, u] * slot + 2 * j + (2 * n if w < 0.0 else 0)
+            off[u, k] = m0[j, u] * slot + j + (2 * n if w < 0.0 else 0)
+            key[j, u, 0] = p
+            key[j, u, 1] = m0[j, u]
             ph_s[u, k] = p
             fs[u, k] = w * math.exp(-p / tau_syn)
             fm[u, k] = w * math.exp(-p / tau_mem)
-    return off, ph_s, fs, fm, m0, ph, ring, slot, mmax
+    return off, ph_s, fs, fm, key, ring, slot, mmax
 
 
 @helper
 def _scatter(
-    acc: np.ndarray, base: int, slot: int, mask: int, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray,
+    acc: np.ndarray, base: int, slot: int, mask: int, n: int, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray,
     fm: np.ndarray, r: float, gs0: float, gm0: float, gs1: float, gm1: float,
 ) -> None:
     """Add one input spike's arrivals (its unit's rows, sorted by phase) to the window accumulators.
@@ -181,11 +185,11 @@ def _scatter(
     for k in range(lo):
         o = (b1 + off[k]) & mask
         acc[o] += fs[k] * gs1
-        acc[o + 1] += fm[k] * gm1
+        acc[o + n] += fm[k] * gm1
     for k in range(lo, off.size):
         o = (base + off[k]) & mask
         acc[o] += fs[k] * gs0
-        acc[o + 1] += fm[k] * gm0
+        acc[o + n] += fm[k] * gm0
 
 
 @register_jitable
@@ -205,9 +209,10 @@ def _screen_start(
     kh: float, am: float, ch: float, kk: float, v_th: float, flags: np.ndarray,
 ) -> int:
     """Flag the neurons to replay in window [T0, T1) (``b``: its accumulators); returns how many."""
+    n = V.size
     count = 0
-    for j in range(V.size):
-        hit = _hit(V[j], I[j], b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th)
+    for j in range(n):
+        hit = _hit(V[j], I[j], b[j], b[n + j], kh, am, ch, kk, v_th)
         re = ref_end[j]
         f = (re < T1) & ((re > T0) | hit)
         status[j] = 1 if re >= T1 else 0
@@ -227,8 +232,8 @@ def _update_screen(
     n = V.size
     count = 0
     for j in range(n):
-        ss = a[2 * j] + a[2 * n + 2 * j]
-        sm = a[2 * j + 1] + a[2 * n + 2 * j + 1]
+        ss = a[j] + a[2 * n + j]
+        sm = a[n + j] + a[3 * n + j]
         v0 = V[j]
         i0 = I[j]
         re = ref_end[j]
@@ -236,7 +241,7 @@ def _update_screen(
         i1 = as_ * i0 + ss
         V[j] = v1
         I[j] = i1
-        hit = _hit(v1, i1, b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th)
+        hit = _hit(v1, i1, b[j], b[n + j], kh, am, ch, kk, v_th)
         f = (re < T2) & ((re > T1) | hit)
         status[j] = 1 if re >= T2 else 0
         flags[j] = f
@@ -259,12 +264,12 @@ def _kick_screen(
         r = row[j]
         rp = max(r, 0.0)
         rn = min(r, 0.0)
-        sp = a[2 * j] + rp * ek_s
-        mp = a[2 * j + 1] + rp * ek_m
-        a[2 * j] = sp
-        a[2 * j + 1] = mp
-        a[2 * n + 2 * j] += rn * ek_s
-        a[2 * n + 2 * j + 1] += rn * ek_m
+        sp = a[j] + rp * ek_s
+        mp = a[n + j] + rp * ek_m
+        a[j] = sp
+        a[n + j] = mp
+        a[2 * n + j] += rn * ek_s
+        a[3 * n + j] += rn * ek_m
         f = (status[j] == 0) & (r > 0.0) & _hit(V[j], I[j], sp, mp, kh, am, ch, kk, v_th)
         flags[j] = flags[j] | f
         count += f
@@ -304,36 +309,78 @@ def _insertion_sort(lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lo: int, hi:
 
 
 @helper
+def _merge_candidates(
+    cu: np.ndarray, cr: np.ndarray, cw: np.ndarray, ct: np.ndarray, n_c: int, du: np.ndarray, dr: np.ndarray,
+    dw: np.ndarray, dt: np.ndarray, uin: np.ndarray, rr: np.ndarray, wi: np.ndarray, tin: np.ndarray,
+    a: int, b: int, w_min: int, tmp: np.ndarray,
+) -> int:
+    """The input spikes whose arrivals may fall in the current window, in unit order (into d*).
+
+    Keeps the old candidates (c*) of window >= w_min and merges in the spikes [a, b) (the new window's);
+    returns the new count. Unit order lets a rescan stream through a neuron's table row.
+    """
+    m = 0
+    for p in range(a, b):  # the new spikes by unit (a handful: insertion sort)
+        k = m
+        while k > 0 and uin[tmp[k - 1]] > uin[p]:
+            tmp[k] = tmp[k - 1]
+            k -= 1
+        tmp[k] = p
+        m += 1
+    i = 0
+    k = 0
+    out = 0
+    while i < n_c or k < m:
+        if i < n_c and cw[i] < w_min:
+            i += 1
+            continue
+        if k >= m or (i < n_c and cu[i] <= uin[tmp[k]]):
+            du[out] = cu[i]
+            dr[out] = cr[i]
+            dw[out] = cw[i]
+            dt[out] = ct[i]
+            i += 1
+        else:
+            p = tmp[k]
+            du[out] = uin[p]
+            dr[out] = rr[p]
+            dw[out] = wi[p]
+            dt[out] = tin[p]
+            k += 1
+        out += 1
+    return out
+
+
+@helper
 def _collect(
-    js: np.ndarray, n_js: int, w: int, last: bool, T0: float, T1: float, t_max: float, tin: np.ndarray,
-    uin: np.ndarray, wi: np.ndarray, rr: np.ndarray, W: np.ndarray, D: np.ndarray, m0: np.ndarray,
-    ph: np.ndarray, p_lo: int, p_hi: int, lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lpos: np.ndarray,
-    lend: np.ndarray,
+    js: np.ndarray, n_js: int, w: int, last: bool, T0: float, T1: float, t_max: float, cu: np.ndarray,
+    cr: np.ndarray, cw: np.ndarray, ct: np.ndarray, n_c: int, W: np.ndarray, D: np.ndarray, key: np.ndarray,
+    lt: np.ndarray, lw: np.ndarray, lk: np.ndarray, lpos: np.ndarray, lend: np.ndarray,
 ) -> None:
     """Append the feedforward arrivals of window w of neurons ``js[:n_js]`` to their list segments.
 
-    Each segment starts at ``lpos[j]`` with ``lend[j] = lpos[j]`` and has room for every candidate spike.
+    Each segment starts at ``lpos[j]`` with ``lend[j] = lpos[j]`` and has room for every candidate.
     The window of an arrival is decided from the same stored floats as in :func:`_scatter`.
     """
-    for p in range(p_lo, p_hi):
-        u = uin[p]
-        r = rr[p]
-        dw = w - wi[p]
-        for q in range(n_js):
-            j = js[q]
-            if m0[j, u] + (1 if r >= ph[j, u] else 0) != dw:
+    for q in range(n_js):
+        j = js[q]
+        kj = key[j]
+        e = lend[j]
+        for c in range(n_c):
+            u = cu[c]
+            if kj[u, 1] + (1.0 if cr[c] >= kj[u, 0] else 0.0) != w - cw[c]:
                 continue
             wt = W[j, u]
             if wt == 0.0:
                 continue
-            ta = tin[p] + D[j, u]
+            ta = ct[c] + D[j, u]
             if last and ta > t_max:
                 continue
-            e = lend[j]
             lt[e] = min(max(ta, T0), T1)
             lw[e] = wt
             lk[e] = 1
-            lend[j] = e + 1
+            e += 1
+        lend[j] = e
 
 
 @helper
@@ -375,7 +422,7 @@ def _apply(
 @njit(cache=True)
 def ff_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray, has_rec: bool,
-    off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray, ph: np.ndarray,
+    off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, key: np.ndarray,
     ring: int, slot: int, mmax: int, h: float, tau_mem: float, tau_syn: float, v_th: float, v_reset: float,
     t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
@@ -437,6 +484,16 @@ def ff_sample(
     nkind = np.full(n, _NONE, np.int64)
     vsave = np.empty(n)
     isave = np.empty(n)
+    cu = np.empty(n_in + 1, np.int64)  # candidate input spikes: unit, r, window, time
+    cr = np.empty(n_in + 1)
+    cw = np.empty(n_in + 1, np.int64)
+    ct = np.empty(n_in + 1)
+    du = np.empty(n_in + 1, np.int64)
+    dr = np.empty(n_in + 1)
+    dw = np.empty(n_in + 1, np.int64)
+    dt = np.empty(n_in + 1)
+    tmp = np.empty(n_in + 1, np.int64)
+    n_cand = 0
     lcap = 256
     lt = np.empty(lcap)
     lw = np.empty(lcap)
@@ -447,7 +504,7 @@ def ff_sample(
         r = rr[p]
         gs0 = math.exp(r / tau_syn)
         gm0 = math.exp(r / tau_mem)
-        _scatter(acc, 0, slot, mask, off[uin[p]], ph_s[uin[p]], fs[uin[p]], fm[uin[p]], r, gs0, gm0, gs0 * eh_s,
+        _scatter(acc, 0, slot, mask, n, off[uin[p]], ph_s[uin[p]], fs[uin[p]], fm[uin[p]], r, gs0, gm0, gs0 * eh_s,
                  gm0 * eh_m)
     nf = _screen_start(V, I, ref_end, status, acc[0:n2], 0.0, h, kh, am, ch, kk, v_th, flags)
     nf = _list_flags(flags, fl, 0) if nf > 0 else 0
@@ -459,9 +516,13 @@ def ff_sample(
         p0 = (w & (ring - 1)) * slot
         a = acc[p0:p0 + 2 * n2]
         win_spike0 = count
-        p_lo = win_first[max(w - mmax - 1, 0)]
-        p_hi = win_first[w + 1]
-        n_cand = p_hi - p_lo
+        # the input spikes whose arrivals may fall in this window, in unit order
+        n_cand = _merge_candidates(cu, cr, cw, ct, n_cand, du, dr, dw, dt, uin, rr, wi, tin, win_first[w],
+                                   win_first[w + 1], w - mmax - 1, tmp)
+        cu, du = du, cu
+        cr, dr = dr, cr
+        cw, dw = dw, cw
+        ct, dt = dt, ct
         # collect and start every flagged neuron
         if nf > 0:
             need = nf * (n_cand + 1)
@@ -474,8 +535,7 @@ def ff_sample(
                 j = fl[q]
                 lpos[j] = q * (n_cand + 1)
                 lend[j] = lpos[j]
-            _collect(fl, nf, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo, p_hi, lt, lw, lk, lpos,
-                     lend)
+            _collect(fl, nf, w, last, T0, T1, t_max, cu, cr, cw, ct, n_cand, W, D, key, lt, lw, lk, lpos, lend)
             for q in range(nf):
                 j = fl[q]
                 _insertion_sort(lt, lw, lk, lpos[j], lend[j])
@@ -568,8 +628,8 @@ def ff_sample(
                         lpos[j] = n_list
                         lend[j] = n_list
                         n_list += room
-                    _collect(fl[nf0:], nf - nf0, w, last, T0, T1, t_max, tin, uin, wi, rr, W, D, m0, ph, p_lo,
-                             p_hi, lt, lw, lk, lpos, lend)
+                    _collect(fl[nf0:], nf - nf0, w, last, T0, T1, t_max, cu, cr, cw, ct, n_cand, W, D, key, lt,
+                             lw, lk, lpos, lend)
                     for q in range(nf0, nf):
                         j = fl[q]
                         e = lend[j]
@@ -614,7 +674,7 @@ def ff_sample(
             r = rr[p]
             gs0 = math.exp(r / tau_syn)
             gm0 = math.exp(r / tau_mem)
-            _scatter(acc, p1, slot, mask, off[u], ph_s[u], fs[u], fm[u], r, gs0, gm0, gs0 * eh_s, gm0 * eh_m)
+            _scatter(acc, p1, slot, mask, n, off[u], ph_s[u], fs[u], fm[u], r, gs0, gm0, gs0 * eh_s, gm0 * eh_m)
         # every other neuron to T1, and the screen of the next window
         b = acc[p1:p1 + n2]
         T2 = (w + 2) * h
@@ -627,7 +687,7 @@ def ff_sample(
             nev[j] = math.inf
             nkind[j] = _NONE
             re = ref_end[j]
-            f = (re < T2) & ((re > T1) | _hit(V[j], I[j], b[2 * j], b[2 * j + 1], kh, am, ch, kk, v_th))
+            f = (re < T2) & ((re > T1) | _hit(V[j], I[j], b[j], b[n + j], kh, am, ch, kk, v_th))
             nn += int(f) - int(flags[j])
             flags[j] = f
         # refractory windows that end exactly at T1 (for a replayed neuron this rewrites the same value)
@@ -649,8 +709,8 @@ def ff_sample(
 @njit(parallel=True, cache=True)
 def run_ff_delays_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray,
-    has_rec: bool, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, m0: np.ndarray,
-    ph: np.ndarray, ring: int, slot: int, mmax: int, h: float, tau_mem: float, tau_syn: float, v_th: float,
+    has_rec: bool, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, key: np.ndarray,
+    ring: int, slot: int, mmax: int, h: float, tau_mem: float, tau_syn: float, v_th: float,
     v_reset: float, t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray,
     out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
@@ -659,6 +719,6 @@ def run_ff_delays_batch(
         lo = offsets[b]
         hi = offsets[b + 1]
         counts[b] = ff_sample(
-            times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, m0, ph, ring, slot, mmax, h,
+            times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, key, ring, slot, mmax, h,
             tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
