@@ -49,6 +49,7 @@ __all__ = ["ff_delays_backward_batch", "modal_ok", "MODAL_EXPONENT_MAX", "MODAL_
 
 MODAL_EXPONENT_MAX = 600.0  # e^600 ~ 4e260: products of the modal factors stay finite
 MODAL_K_MAX = 4.0  # |tau_syn/(tau_syn - tau_mem)| above this: direct evaluation (cancellation in c(h))
+PAD = 3  # rows after a neuron's last stretch end (lam = 0): room for the cursor and its two look-aheads
 
 
 def modal_ok(T: float, d_max: float, tau_mem: float, tau_syn: float, force_direct: bool = False) -> bool:
@@ -146,148 +147,125 @@ def _own_replay(
         i_r, i_s = r0, s0
 
 
-@helper
-def _reset_cursors(off: np.ndarray, evt: np.ndarray, q: np.ndarray, nb: np.ndarray) -> None:
-    """Cursors of one presynaptic unit's synapses before its first arrival: every neuron's first stretch.
-
-    ``q[j]``: the row (own event) ending the stretch that holds the synapse's next arrival, or the
-    zero row ``evt.size`` after the neuron's last event; ``nb[j]``: the time that stretch ends (inf after).
-    """
+@njit(cache=True)
+def _stretch_rows(off: np.ndarray, evt: np.ndarray, stV: np.ndarray, stI: np.ndarray, n: int) -> tuple:
+    """Per-neuron rows of stretches: neuron j's stretches end at rows ``base[j] .. base[j] + m_j - 1`` (its own
+    events, with lam just below them), followed by ``PAD`` rows that end at +inf with lam = 0 (after the
+    last event). Returns ``(base, end_time, lam_V, lam_I)``."""
     m = evt.size
-    for j in range(q.size):
-        if off[j + 1] > off[j]:
-            q[j] = off[j]
-            nb[j] = evt[off[j]]
-        else:
-            q[j] = m
-            nb[j] = np.inf
+    base = np.empty(n, np.int64)
+    rows = m + PAD * n
+    end_time = np.full(rows, np.inf)
+    sV = np.zeros(rows)
+    sI = np.zeros(rows)
+    for j in range(n):
+        base[j] = off[j] + PAD * j
+        for c in range(off[j + 1] - off[j]):
+            end_time[base[j] + c] = evt[off[j] + c]
+            sV[base[j] + c] = stV[off[j] + c]
+            sI[base[j] + c] = stI[off[j] + c]
+    return base, end_time, sV, sI
 
 
 @helper
-def _advance_cursors(
-    t: float, Dr: np.ndarray, q: np.ndarray, nb: np.ndarray, off: np.ndarray, evt: np.ndarray
-) -> None:
-    """Move each synapse's cursor past the own events at or before its arrival t + D (an arrival at an
-    event time belongs to the stretch that starts there)."""
-    for j in range(Dr.size):
-        a = t + Dr[j]
-        if a >= nb[j]:
-            c = q[j]
-            end = off[j + 1]
-            while c < end and evt[c] <= a:
-                c += 1
-            if c < end:
-                q[j] = c
-                nb[j] = evt[c]
-            else:
-                q[j] = evt.size
-                nb[j] = np.inf
+def _advance(
+    t: float, Dr: np.ndarray, r0: np.ndarray, nb1: np.ndarray, nb2: np.ndarray, nb3: np.ndarray,
+    end_time: np.ndarray,
+) -> bool:
+    """Bring every neuron's cursor ``r0`` to the stretch holding time t (an event at t starts the next
+    stretch) with the next three stretch ends ``nb1..nb3``; True if an arrival t + D[j] lies beyond two
+    of them (then the caller searches per arrival)."""
+    far = False
+    for j in range(r0.size):
+        if t >= nb1[j]:
+            r = r0[j]
+            while t >= end_time[r]:
+                r += 1
+            r0[j] = r
+            nb1[j] = end_time[r]
+            nb2[j] = end_time[r + 1]
+            nb3[j] = end_time[r + 2]
+        if t + Dr[j] >= nb3[j]:
+            far = True
+    return far
 
 
-@helper
-def _arrivals_direct(
-    t: float, Wr: np.ndarray, Dr: np.ndarray, q: np.ndarray, evt: np.ndarray, stV: np.ndarray, stI: np.ndarray,
-    tau_mem: float, tau_syn: float, T: float, gw: np.ndarray, gd: np.ndarray,
+@njit(cache=True, _nrt=False, fastmath={"reassoc", "contract"})
+def _arrivals_modal(
+    t: float, ps: float, pm: float, Wr: np.ndarray, Dr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray,
+    r0: np.ndarray, nb1: np.ndarray, nb2: np.ndarray, coef: np.ndarray, gw: np.ndarray, gd: np.ndarray,
 ) -> float:
-    """Pass 2 for one input event (rows of its unit, [pre, post]), lif_factors per arrival; returns dL/dt."""
-    inv_s = 1.0 / tau_syn
-    inv_m = 1.0 / tau_mem
-    m = evt.size
+    """Pass 2 for one input event in modal form (``ps = e^{t/tau_syn}``, ``pm = e^{t/tau_mem}``); returns dL/dt.
+
+    Every arrival lies in the stretch ``r0`` or one of the next two (the caller checked): the row is
+    chosen by two comparisons, so the loop has no branch and vectorises. ``coef[r]`` = (lam_I s-mode,
+    lam_I m-mode, x s-mode, x m-mode) of row r. Reassociation and contraction only let the compiler
+    vectorise (a fixed order: results stay reproducible).
+    """
     acc = 0.0
     for j in range(Wr.size):
         a = t + Dr[j]
-        r = q[j]
-        if a > T or r == m:
-            continue  # never arrives, or arrives after the neuron's last event (lam = 0 there)
-        a_m, cf, a_s = lif_factors(evt[r] - a, tau_mem, tau_syn)
-        lv = a_m * stV[r]
-        li = cf * stV[r] + a_s * stI[r]
-        x = Wr[j] * (li * inv_s - lv * inv_m)
+        r = r0[j] + (a >= nb1[j]) + (a >= nb2[j])
+        es = ps * Fs[j]
+        em = pm * Fm[j]
+        x = Wr[j] * (coef[r, 2] * es + coef[r, 3] * em)
+        gw[j] += coef[r, 0] * es + coef[r, 1] * em
+        gd[j] += x
+        acc += x
+    return acc
+
+
+@helper
+def _arrivals_search(
+    t: float, ps: float, pm: float, Wr: np.ndarray, Dr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray,
+    r0: np.ndarray, end_time: np.ndarray, sV: np.ndarray, sI: np.ndarray, coef: np.ndarray, modal: bool,
+    tau_mem: float, tau_syn: float, T: float, gw: np.ndarray, gd: np.ndarray,
+) -> float:
+    """Pass 2 for one input event, each arrival's stretch searched from ``r0``: arrivals far ahead, inputs
+    within max D of T (arrivals after T are skipped) and the direct form (lif_factors per arrival)."""
+    inv_s = 1.0 / tau_syn
+    inv_m = 1.0 / tau_mem
+    acc = 0.0
+    for j in range(Wr.size):
+        a = t + Dr[j]
+        if a > T:
+            continue
+        r = r0[j]
+        while a >= end_time[r]:
+            r += 1
+        if end_time[r] == np.inf:
+            continue  # after the neuron's last own event lam = 0
+        if modal:
+            es = ps * Fs[j]
+            em = pm * Fm[j]
+            li = coef[r, 0] * es + coef[r, 1] * em
+            x = Wr[j] * (coef[r, 2] * es + coef[r, 3] * em)
+        else:
+            a_m, cf, a_s = lif_factors(end_time[r] - a, tau_mem, tau_syn)
+            li = cf * sV[r] + a_s * sI[r]
+            x = Wr[j] * (li * inv_s - a_m * sV[r] * inv_m)
         gw[j] += li
         gd[j] += x
         acc += x
     return acc
 
 
-@helper
-def _advance_modal(
-    t: float, Dr: np.ndarray, q: np.ndarray, nb: np.ndarray, off: np.ndarray, evt: np.ndarray, coef: np.ndarray,
-    C: np.ndarray,
-) -> None:
-    """:func:`_advance_cursors`, also copying the new stretch's modal coefficients into ``C`` (4, n)."""
-    for j in range(Dr.size):
-        a = t + Dr[j]
-        if a >= nb[j]:
-            c = q[j]
-            end = off[j + 1]
-            while c < end and evt[c] <= a:
-                c += 1
-            if c < end:
-                q[j] = c
-                nb[j] = evt[c]
-            else:
-                q[j] = evt.size
-                nb[j] = np.inf
-            for k in range(4):
-                C[k, j] = coef[q[j], k]
-
-
-@njit(cache=True, _nrt=False, fastmath={"reassoc", "contract"})
-def _arrivals_modal(
-    ps: float, pm: float, Wr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray, C: np.ndarray, gw: np.ndarray,
-    gd: np.ndarray,
-) -> float:
-    """Pass 2 for one input event in modal form (``ps = e^{t/tau_syn}``, ``pm = e^{t/tau_mem}``); returns dL/dt.
-
-    ``C[:, j]`` = (lam_I s-mode, lam_I m-mode, x s-mode, x m-mode) of the stretch of neuron j that holds
-    this arrival (zero after the neuron's last event): contiguous, branch-free, so the loop vectorises.
-    Reassociation and contraction only let the compiler vectorise (fixed order, reproducible results).
-    """
-    acc = 0.0
-    for j in range(Wr.size):
-        es = ps * Fs[j]
-        em = pm * Fm[j]
-        x = Wr[j] * (C[2, j] * es + C[3, j] * em)
-        gw[j] += C[0, j] * es + C[1, j] * em
-        gd[j] += x
-        acc += x
-    return acc
-
-
-@helper
-def _arrivals_modal_late(
-    t: float, ps: float, pm: float, Wr: np.ndarray, Dr: np.ndarray, Fs: np.ndarray, Fm: np.ndarray, C: np.ndarray,
-    T: float, gw: np.ndarray, gd: np.ndarray,
-) -> float:
-    """:func:`_arrivals_modal` for an input within max D of T: arrivals after T are skipped."""
-    acc = 0.0
-    for j in range(Wr.size):
-        if t + Dr[j] > T:
-            continue
-        es = ps * Fs[j]
-        em = pm * Fm[j]
-        x = Wr[j] * (C[2, j] * es + C[3, j] * em)
-        gw[j] += C[0, j] * es + C[1, j] * em
-        gd[j] += x
-        acc += x
-    return acc
-
-
 @njit(cache=True)
-def _modal_coefficients(evt: np.ndarray, stV: np.ndarray, stI: np.ndarray, tau_mem: float, tau_syn: float):
-    """(m + 1, 4) rows of :func:`_arrivals_modal` (global time reference 0; the last row zero)."""
+def _modal_coefficients(end_time: np.ndarray, sV: np.ndarray, sI: np.ndarray, tau_mem: float, tau_syn: float):
+    """(rows, 4) coefficients of :func:`_arrivals_modal` (global time reference 0; padding rows zero)."""
     inv_s = 1.0 / tau_syn
     inv_m = 1.0 / tau_mem
     k = tau_syn / (tau_syn - tau_mem)
-    m = evt.size
-    coef = np.zeros((m + 1, 4))
-    for r in range(m):
-        gs = math.exp(-evt[r] * inv_s)
-        gm = math.exp(-evt[r] * inv_m)
-        coef[r, 0] = (stI[r] + k * stV[r]) * gs
-        coef[r, 1] = -k * stV[r] * gm
+    coef = np.zeros((end_time.size, 4))
+    for r in range(end_time.size):
+        if end_time[r] == np.inf:
+            continue
+        gs = math.exp(-end_time[r] * inv_s)
+        gm = math.exp(-end_time[r] * inv_m)
+        coef[r, 0] = (sI[r] + k * sV[r]) * gs
+        coef[r, 1] = -k * sV[r] * gm
         coef[r, 2] = coef[r, 0] * inv_s
-        coef[r, 3] = coef[r, 1] * inv_s - stV[r] * gm * inv_m
+        coef[r, 3] = coef[r, 1] * inv_s - sV[r] * gm * inv_m
     return coef
 
 
@@ -301,8 +279,9 @@ def ff_delays_backward_sample(
     """Reverse replay of one sample (see the module docstring); [pre, post] layouts, gradients added in place.
 
     ``Fs``, ``Fm``: e^{D/tau_syn}, e^{D/tau_mem} ([pre, post]) when ``modal``; ``up[e]`` (with ``want_up``)
-    receives dL/dt of input event e. Pass 2 goes unit by unit (each unit's events in time order), so
-    the synapse cursors and the unit's weight rows stay in the first-level cache.
+    receives dL/dt of input event e. Pass 2 walks the input events in time order with one cursor per
+    neuron (the stretch holding the current time): an arrival, at most max D later, almost always lies
+    in that stretch or one of the next two, found by two comparisons without a branch.
     """
     n_pre, n = Wt.shape
     off, evt, ev_spike, ev_ref = _own_events(us, ts, n, t_ref, T)
@@ -313,47 +292,34 @@ def ff_delays_backward_sample(
                 ev_spike, ev_ref, stV, stI)
     if m == 0:
         return  # a silent layer: lam = 0 everywhere, no arrival contributes
-    coef = _modal_coefficients(evt, stV, stI, tau_mem, tau_syn) if modal else np.zeros((1, 4))
-    # input events grouped by unit (stable: time order within a unit)
-    n_in = np.searchsorted(tin, T, side="right")
-    first = np.zeros(n_pre + 1, np.int64)
-    for e in range(n_in):
-        first[uin[e] + 1] += 1
-    first = np.cumsum(first)
-    fill = first[:-1].copy()
-    by_unit = np.empty(n_in, np.int64)
-    for e in range(n_in):
-        by_unit[fill[uin[e]]] = e
-        fill[uin[e]] += 1
-    q = np.empty(n, np.int64)
-    nb = np.empty(n)
-    C = np.zeros((4, n))
+    base, end_time, sV, sI = _stretch_rows(off, evt, stV, stI, n)
+    coef = _modal_coefficients(end_time, sV, sI, tau_mem, tau_syn) if modal else np.zeros((1, 4))
+    r0 = base.copy()
+    nb1 = np.empty(n)
+    nb2 = np.empty(n)
+    nb3 = np.empty(n)
+    for j in range(n):
+        nb1[j] = end_time[r0[j]]
+        nb2[j] = end_time[r0[j] + 1]
+        nb3[j] = end_time[r0[j] + 2]
     inv_s = 1.0 / tau_syn
     inv_m = 1.0 / tau_mem
     t_safe = T - Dt.max()  # inputs at or before this time arrive everywhere by T
-    for i in range(n_pre):
-        if first[i + 1] == first[i]:
-            continue
-        _reset_cursors(off, evt, q, nb)
-        if modal:
-            for j in range(n):
-                for k in range(4):
-                    C[k, j] = coef[q[j], k]
-        for p in range(first[i], first[i + 1]):
-            e = by_unit[p]
-            t = tin[e]
-            if modal and t <= t_safe:
-                _advance_modal(t, Dt[i], q, nb, off, evt, coef, C)
-                d = _arrivals_modal(math.exp(t * inv_s), math.exp(t * inv_m), Wt[i], Fs[i], Fm[i], C, gWt[i], gDt[i])
-            elif modal:  # near T: some arrivals fall after the window
-                _advance_modal(t, Dt[i], q, nb, off, evt, coef, C)
-                d = _arrivals_modal_late(t, math.exp(t * inv_s), math.exp(t * inv_m), Wt[i], Dt[i], Fs[i], Fm[i], C,
-                                         T, gWt[i], gDt[i])
-            else:
-                _advance_cursors(t, Dt[i], q, nb, off, evt)
-                d = _arrivals_direct(t, Wt[i], Dt[i], q, evt, stV, stI, tau_mem, tau_syn, T, gWt[i], gDt[i])
-            if want_up:
-                up[e] += d
+    for e in range(tin.size):
+        t = tin[e]
+        if t > T:
+            break
+        i = uin[e]
+        far = _advance(t, Dt[i], r0, nb1, nb2, nb3, end_time)
+        ps = math.exp(t * inv_s) if modal else 0.0
+        pm = math.exp(t * inv_m) if modal else 0.0
+        if modal and not far and t <= t_safe:
+            d = _arrivals_modal(t, ps, pm, Wt[i], Dt[i], Fs[i], Fm[i], r0, nb1, nb2, coef, gWt[i], gDt[i])
+        else:
+            d = _arrivals_search(t, ps, pm, Wt[i], Dt[i], Fs[i], Fm[i], r0, end_time, sV, sI, coef, modal,
+                                 tau_mem, tau_syn, T, gWt[i], gDt[i])
+        if want_up:
+            up[e] += d
 
 
 @njit(parallel=True, cache=True)
