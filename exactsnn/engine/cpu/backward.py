@@ -129,7 +129,8 @@ def dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
+    gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray, record: bool, ev_spike: np.ndarray, ev_ref: np.ndarray,
+    stV: np.ndarray, stI: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free layer.
 
@@ -142,6 +143,10 @@ def dense_backward_sample(
     The three event streams (inputs, refractory ends, own spikes) are each in time order, so they
     are merged backwards in O(events); at equal times inputs come first, then refractory ends, then
     spikes (see the module docstring), each stream in its own order.
+
+    With ``record`` the adjoint (lam_V, lam_I) of the neuron just below each of its own events is
+    written to ``stV``/``stI`` at ``ev_spike[s]`` (spike s) and ``ev_ref[s]`` (its refractory end): the
+    first pass of :mod:`exactsnn.engine.cpu.ff_delays_backward`, which runs this replay without inputs.
     """
     n = Wt.shape[1]
     n_s = ts.size
@@ -184,6 +189,9 @@ def dense_backward_sample(
             k = us[i_s]
             d = down[i_s] + _decay_collect_dot(lam_V, lam_I, a_m, cf, a_s, gRt[k], Rt[k], inv_s, inv_m)
             lam_V[k] = _spike_jump(lam_V[k], i_s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+            if record:
+                stV[ev_spike[i_s]] = lam_V[k]
+                stI[ev_spike[i_s]] = lam_I[k]
             i_s = s0
             continue
         if te < t:
@@ -205,6 +213,9 @@ def dense_backward_sample(
             k = us[s]
             stored[s] = (I_ref[s] - v_reset) * lam_V[k]
             lam_V[k] = 0.0
+            if record:
+                stV[ev_ref[s]] = 0.0
+                stI[ev_ref[s]] = lam_I[k]
         for s in range(s0 + 1, i_s + 1):
             k = us[s]
             d = down[s]
@@ -213,6 +224,9 @@ def dense_backward_sample(
                 _collect(lam_I, gRt[k])
                 d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
             lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+            if record:
+                stV[ev_spike[s]] = lam_V[k]
+                stI[ev_spike[s]] = lam_I[k]
         ie, i_r, i_s = e0, r0, s0
 
 
@@ -328,6 +342,8 @@ def dense_backward_batch(
     want_up: bool, gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
 ) -> None:
     """:func:`dense_backward_sample` over every sample (prange); gWt, gRt have a leading per-thread axis."""
+    none_i = np.zeros(0, np.int64)
+    none_f = np.zeros(0)
     for b in prange(offsets.size - 1):
         tid = get_thread_id()
         lo, hi = offsets[b], offsets[b + 1]
@@ -335,7 +351,7 @@ def dense_backward_batch(
         dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi],
             I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T, want_up,
-            gWt[tid], gRt[tid], up[lo:hi],
+            gWt[tid], gRt[tid], up[lo:hi], False, none_i, none_i, none_f, none_f,
         )
 
 

@@ -41,7 +41,7 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from exactsnn.engine.cpu.backward import _collect, _decay, _dot, _spike_jump
+from exactsnn.engine.cpu.backward import dense_backward_sample
 from exactsnn.engine.cpu.jit import helper
 from exactsnn.neurons.lif import lif_factors
 
@@ -88,63 +88,6 @@ def _own_events(us: np.ndarray, ts: np.ndarray, n: int, t_ref: float, T: float) 
             ev_ref[s] = fill[j]
             fill[j] += 1
     return off, evt, ev_spike, ev_ref
-
-
-@njit(cache=True)
-def _own_replay(
-    Rt: np.ndarray, has_rec: bool, ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
-    down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
-    gRt: np.ndarray, n: int, ev_spike: np.ndarray, ev_ref: np.ndarray, stV: np.ndarray, stI: np.ndarray,
-) -> None:
-    """Pass 1: the shared-clock replay over the layer's own events; lam just below each event -> stV, stI.
-
-    Same event order and arithmetic as ``dense_backward_sample`` with no input events.
-    """
-    n_s = ts.size
-    i_s = n_s - 1
-    i_r = -1
-    if t_ref > 0.0:
-        for s in range(n_s):
-            if ts[s] + t_ref < T:
-                i_r = s
-    lam_V = np.zeros(n)
-    lam_I = np.zeros(n)
-    stored = np.zeros(n_s)
-    inv_s = 1.0 / tau_syn
-    inv_m = 1.0 / tau_mem
-    t = T
-    while i_r >= 0 or i_s >= 0:
-        te = -np.inf
-        if i_r >= 0:
-            te = ts[i_r] + t_ref
-        if i_s >= 0 and ts[i_s] > te:
-            te = ts[i_s]
-        r0 = i_r
-        while r0 >= 0 and ts[r0] + t_ref == te:
-            r0 -= 1
-        s0 = i_s
-        while s0 >= 0 and ts[s0] == te:
-            s0 -= 1
-        if te < t:
-            a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
-            _decay(lam_V, lam_I, a_m, cf, a_s)
-            t = te
-        for s in range(r0 + 1, i_r + 1):
-            k = us[s]
-            stored[s] = (I_ref[s] - v_reset) * lam_V[k]
-            lam_V[k] = 0.0
-            stV[ev_ref[s]] = 0.0
-            stI[ev_ref[s]] = lam_I[k]
-        for s in range(s0 + 1, i_s + 1):
-            k = us[s]
-            d = down[s]
-            if has_rec:
-                _collect(lam_I, gRt[k])
-                d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
-            lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
-            stV[ev_spike[s]] = lam_V[k]
-            stI[ev_spike[s]] = lam_I[k]
-        i_r, i_s = r0, s0
 
 
 @njit(cache=True)
@@ -288,8 +231,9 @@ def ff_delays_backward_sample(
     m = evt.size
     stV = np.zeros(m)
     stI = np.zeros(m)
-    _own_replay(Rt, has_rec, ts, us, I_spk, I_ref, down, tau_mem, tau_syn, v_th, v_reset, t_ref, T, gRt, n,
-                ev_spike, ev_ref, stV, stI)
+    # pass 1: the shared-clock replay of the layer's own events (no inputs), recording lam below each event
+    dense_backward_sample(tin[:0], uin[:0], Wt, Rt, has_rec, ts, us, I_spk, I_ref, down, tau_mem, tau_syn, v_th,
+                          v_reset, t_ref, T, False, gWt, gRt, up[:0], True, ev_spike, ev_ref, stV, stI)
     if m == 0:
         return  # a silent layer: lam = 0 everywhere, no arrival contributes
     base, end_time, sV, sI = _stretch_rows(off, evt, stV, stI, n)
