@@ -356,6 +356,7 @@ def loss_and_grad(
         if l in reg_layers:
             # the relaxed penalty's dR/dt_s joins the downstream dL/dt_s of each spike
             down = down + regularizer.spike_time_grad(rec.spikes[l], net.layers[l].size, t_max)
+        down = np.asarray(down, dtype=np.float64)  # one kernel signature (an integer down compiled a second copy)
         layer = net.layers[l]
         nrn = layer.neuron
         n, n_pre = layer.size, net.fan_in(l)

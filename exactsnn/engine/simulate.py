@@ -155,7 +155,8 @@ def linear_layer(layer: Layer, learned: dict[str, np.ndarray] | None) -> LinearL
     P, bnd = crossing_bounds(A)
     if uniform:
         n = layer.size
-        A, P, bnd = (np.ascontiguousarray(np.broadcast_to(v, (n,) + v.shape[1:])) for v in (A, P, bnd))
+        # always a writable copy (a read-only view for n = 1 would compile the kernels a second time)
+        A, P, bnd = (np.broadcast_to(v, (n,) + v.shape[1:]).copy() for v in (A, P, bnd))
     return LinearLayer(A, P, bnd, tm, tw, ts, a, b, uniform)
 
 
