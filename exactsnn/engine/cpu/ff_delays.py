@@ -106,6 +106,31 @@ def ff_window(tau_mem: float, tau_syn: float, h_max: float = _H_MAX) -> float:
 
 
 @njit(cache=True)
+def _phase_order(p: np.ndarray, h: float) -> np.ndarray:
+    """Indices sorting the phases ``p`` (values in (0, h]) in O(n): buckets, then an insertion pass."""
+    n = p.size
+    start = np.zeros(n + 1, np.int64)
+    b = np.empty(n, np.int64)
+    for k in range(n):
+        b[k] = min(int(p[k] / h * n), n - 1)
+        start[b[k] + 1] += 1
+    for k in range(n):
+        start[k + 1] += start[k]
+    order = np.empty(n, np.int64)
+    for k in range(n):
+        order[start[b[k]]] = k
+        start[b[k]] += 1
+    for a in range(1, n):  # nearly sorted: linear on average
+        k = order[a]
+        c = a - 1
+        while c >= 0 and p[order[c]] > p[k]:
+            order[c + 1] = order[c]
+            c -= 1
+        order[c + 1] = k
+    return order
+
+
+@njit(parallel=True, cache=True)
 def ff_tables(
     W: np.ndarray, D: np.ndarray, h: float, tau_mem: float, tau_syn: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int]:
@@ -119,11 +144,10 @@ def ff_tables(
     accumulator ring; ``mmax`` = max m0.
     """
     n, n_pre = W.shape
-    m0 = np.empty((n, n_pre), np.int64)
-    ph = np.empty((n, n_pre))
-    mmax = 0
-    for j in range(n):
-        for u in range(n_pre):
+    m0 = np.empty((n_pre, n), np.int64)
+    ph = np.empty((n_pre, n))
+    for u in prange(n_pre):
+        for j in range(n):
             d = D[j, u]
             m = int(math.floor(d / h))
             p = (m + 1) * h - d
@@ -133,9 +157,9 @@ def ff_tables(
             while p > h and m > 0:
                 m -= 1
                 p = (m + 1) * h - d
-            m0[j, u] = m
-            ph[j, u] = p
-            mmax = max(mmax, m)
+            m0[u, j] = m
+            ph[u, j] = p
+    mmax = m0.max() if m0.size else 0
     ring = 1
     while ring < mmax + 3:
         ring *= 2
@@ -147,19 +171,20 @@ def ff_tables(
     ph_s = np.empty((n_pre, n))
     fs = np.empty((n_pre, n))
     fm = np.empty((n_pre, n))
-    for u in range(n_pre):
-        col = np.ascontiguousarray(ph[:, u])
-        order = np.argsort(col, kind="mergesort")
+    for u in prange(n_pre):
+        order = _phase_order(ph[u], h)
         for k in range(n):
             j = order[k]
             w = W[j, u]
-            p = ph[j, u]
-            off[u, k] = m0[j, u] * slot + j + (2 * n if w < 0.0 else 0)
-            key[j, u, 0] = p
-            key[j, u, 1] = m0[j, u]
+            p = ph[u, j]
+            off[u, k] = m0[u, j] * slot + j + (2 * n if w < 0.0 else 0)
             ph_s[u, k] = p
             fs[u, k] = w * math.exp(-p / tau_syn)
             fm[u, k] = w * math.exp(-p / tau_mem)
+    for j in prange(n):
+        for u in range(n_pre):
+            key[j, u, 0] = ph[u, j]
+            key[j, u, 1] = m0[u, j]
     return off, ph_s, fs, fm, key, ring, slot, mmax
 
 
