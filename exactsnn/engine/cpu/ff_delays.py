@@ -70,6 +70,11 @@ for one fused pass per window (update of window w, screen of window w + 1), O(sp
 kicks (one fused add-and-rescreen pass per spike), plus exact work for the flagged neuron-windows
 (their arrivals are found by one rescan of the input spikes of the last Dmax + h for all of them).
 Memory: O(n_pre x n) tables, O(ring x n) accumulators, O(spikes) record.
+
+Measured (``benchmarks/ff_delays_forward.py``: 700 inputs at 10 Hz, 256 recurrent neurons at 15 Hz, batch 8 x
+0.5 s, D ~ U(0, 25 ms), one thread on a shared 2-core machine): 7.1x the delay-free dense forward (7.9x in CPU
+time), the heap kernel 161x; about 1 % of the neuron-windows are replayed (mostly the windows of the
+spikes). Against the heap kernel on 300 random networks (274k spikes): the same spikes, times within 5.5e-15 s.
 """
 
 from __future__ import annotations
