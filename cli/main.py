@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -25,7 +24,7 @@ from exactsnn_cli.train import train
 class _Group(TyperGroup):
     """The command group; ``--delays`` takes an optional mode (see :func:`options.normalize_delays_args`)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, normalize_delays_args(args))
 
 
