@@ -1,11 +1,13 @@
 """Every CPU kernel run with two threads equals the same kernel run with one thread and run sample by sample.
 
 The batch kernels (``exactsnn.engine.cpu``: dense, queue, linear forwards; dense/queue and linear reverse
-replays; the voltage traces) loop ``prange`` over samples; the reverse replays accumulate gradients in
-per-thread buffers (a leading axis of size ``numba.get_num_threads()``) indexed by ``numba.get_thread_id()``.
+replays; the voltage traces) run samples in parallel (``prange`` loops, or Python threads calling GIL-free
+per-sample kernels: ``exactsnn.engine.cpu.threads``); the reverse replays accumulate gradients in per-thread
+buffers (a leading axis of size ``numba.get_num_threads()``, one entry per thread).
 Most other tests pin one thread (the gradient tests do so on purpose), so the two-thread paths, the adLIF
 per-thread gradient buffers in particular, are exercised here, for every layer kind: LIF feedforward,
-recurrent, with delays (feedforward and recurrent), learning tau_mem/tau_syn, adLIF feedforward / recurrent /
+recurrent, with delays (feedforward and recurrent), learning tau_mem/tau_syn (per-neuron values on the shared-clock
+LIF kernels, with and without refractoriness, and on the linear kernels with delays), adLIF feedforward / recurrent /
 with delays / learning tau_mem, tau_w, a, b, refractory windows, a spiking first-spike output and the
 spike-count regulariser.
 
@@ -96,6 +98,10 @@ KINDS = [
     Kind("lif_delays_rec", (es.Layer(5, _lif(), recurrent=True, delays=True, delay_max=8e-3),)),
     Kind("lif_learn_taus", (es.Layer(5, _lif(), recurrent=True, learn=("tau_mem", "tau_syn")),)),
     Kind("lif_learn_taus_delays", (es.Layer(4, _lif(), delays=True, learn=("tau_mem", "tau_syn")),)),
+    # per-neuron time constants on the shared-clock LIF kernels: refractory windows, v_reset != 0, a layer above
+    # another (dL/d input time through per-neuron taus), one learning tau_syn only
+    Kind("lif_learn_taus_refractory", (es.Layer(5, _lif(t_ref=2e-3, v_reset=0.1), learn=("tau_mem", "tau_syn")),
+                                       es.Layer(4, _lif(t_ref=1e-3), recurrent=True, learn=("tau_syn",)))),
     Kind("lif_refractory", (es.Layer(5, _lif(t_ref=2e-3, v_reset=0.1), recurrent=True),
                             es.Layer(4, _lif(t_ref=1e-3), delays=True))),
     Kind("adlif_ff", (es.Layer(5, _adlif()),)),
@@ -278,7 +284,8 @@ def test_threads_and_per_sample_agree(kind: Kind):
 
 
 def _parallel_kernels() -> list[tuple[object, str, object]]:
-    """(module, name, dispatcher) of every ``parallel=True`` Numba kernel bound to a name in an exactsnn module."""
+    """(module, name, driver) of every batch driver bound to a name in an exactsnn module: ``parallel=True``
+    Numba kernels and the drivers that run a per-sample kernel on Python threads (``exactsnn.engine.cpu.threads``)."""
     from numba.core.registry import CPUDispatcher
 
     found = []
@@ -288,12 +295,15 @@ def _parallel_kernels() -> list[tuple[object, str, object]]:
         for name, obj in list(vars(mod).items()):
             if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("parallel"):
                 found.append((mod, name, obj))
+            elif getattr(obj, "threaded_driver", False):
+                found.append((mod, name, obj))
     return found
 
 
 @needs_two
 @pytest.mark.parametrize("kind_name", [k.name for k in KINDS if k.name in (
-    "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec")])
+    "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec", "lif_learn_taus",
+    "lif_learn_taus_refractory")])
 def test_kernels_run_with_two_threads_and_fill_both_thread_buffers(kind_name: str, monkeypatch: pytest.MonkeyPatch):
     """Spy on every parallel kernel called by simulate / loss_and_grad / Recording.voltage: each runs with two
     Numba threads in effect, and each reverse replay gets a gradient buffer per thread (leading axis 2) and both

@@ -53,7 +53,8 @@ def _jit(**options: Any) -> Callable[[Callable], Any]:
 
 #: per-event helpers: no allocation, no NRT reference counting
 helper = _jit(_nrt=False)
-#: per-sample kernels (may allocate)
-kernel = _jit()
+#: per-sample kernels (may allocate); they release the GIL so that Python threads can run samples in
+#: parallel (:mod:`exactsnn.engine.cpu.threads`)
+kernel = _jit(nogil=True)
 #: batch drivers with ``prange`` over samples
 parallel_kernel = _jit(parallel=True)

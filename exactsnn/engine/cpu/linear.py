@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.neurons.linear import advance, expm_into, may_cross_before, next_spike
+from exactsnn.engine.cpu.maths import advance, expm_into, may_cross_before, next_spike
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 
 _CROSS = 0
 _FF = 1
@@ -416,7 +416,8 @@ def run_linear_batch(
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
     """:func:`linear_sample` (delays) or :func:`linear_dense_sample` over every sample of a CSR batch, in
-    parallel; rows of out_* per sample. Two drivers, so a run compiles only the kernel it uses."""
+    parallel on Python threads (:mod:`exactsnn.engine.cpu.threads`); rows of out_* per sample. Two drivers,
+    so a run compiles only the kernel it uses."""
     if delays:
         _run_linear_queue_batch(
             times, units, offsets, W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, A, P, bnd, tau_w,
@@ -429,23 +430,24 @@ def run_linear_batch(
         )
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def _run_linear_dense_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
     bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    for b in prange(offsets.size - 1):
-        lo = offsets[b]
-        hi = offsets[b + 1]
+    def work(b: int, _t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
         counts[b] = linear_dense_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, A, P, bnd, tau_w, tau_syn, av, bv, uniform,
             v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
 
+    for_each_sample(work, offsets.size - 1)
 
-@njit(parallel=True, cache=True)
+
+@threaded_driver
 def _run_linear_queue_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
     ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
@@ -453,11 +455,12 @@ def _run_linear_queue_batch(
     bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    for b in prange(offsets.size - 1):
-        lo = offsets[b]
-        hi = offsets[b + 1]
+    def work(b: int, _t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
         counts[b] = linear_sample(
             times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec, True,
             A, P, bnd, tau_w, tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max,
             out_t[b], out_u[b], out_i[b], out_r[b],
         )
+
+    for_each_sample(work, offsets.size - 1)

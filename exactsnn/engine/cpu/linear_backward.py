@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_thread_id, njit, prange
 
 from exactsnn.engine.cpu.jit import kernel
-from exactsnn.neurons.linear import advance, expm_into, lam_x_integral
+from exactsnn.engine.cpu.maths import advance, expm_into, lam_x_integral
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 
 _SPIKE = 0
 _REF = 1
@@ -283,7 +283,7 @@ def linear_backward_sample(
             in_ref[j] = False
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def linear_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray,
     E: np.ndarray, has_rec: bool, delays: bool, s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray,
@@ -291,16 +291,19 @@ def linear_backward_batch(
     av: np.ndarray, bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, T: float,
     want_params: bool, gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
-    """Reverse replay of every sample (prange); gradient buffers have a leading per-thread axis.
+    """Reverse replay of every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`); gradient buffers
+    have a leading per-thread axis.
 
     W, D, R, E and the gradient buffers are transposed ([pre, post]).
     """
-    for b in prange(offsets.size - 1):
-        tid = get_thread_id()
+
+    def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_backward_sample(
             times[lo:hi], units[lo:hi], W, D, R, E, has_rec, delays, s_times[slo:shi], s_units[slo:shi], down[slo:shi],
             A, tau_mem, tau_w, tau_syn, av, bv, uniform, v_th, v_reset, t_ref, T, want_params,
-            gW[tid], gD[tid], gR[tid], gE[tid], gP[tid], up[lo:hi],
+            gW[t], gD[t], gR[t], gE[t], gP[t], up[lo:hi],
         )
+
+    for_each_sample(work, offsets.size - 1)
