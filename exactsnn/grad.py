@@ -23,7 +23,7 @@ from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_ba
 from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.plan import layer_plan
-from exactsnn.engine.simulate import Recording, check_inputs, linear_layer, simulate
+from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
 
@@ -388,19 +388,27 @@ def loss_and_grad(
             if layer.recurrent:
                 gR[l], gE[l] = bR.sum(axis=0), bE.sum(axis=0)
         else:
-            # shared-clock kernel: [pre, post] layouts, contiguous per presynaptic unit; no delays to learn
+            # shared-clock kernel: [pre, post] layouts, contiguous per presynaptic unit; no delays to learn;
+            # per-neuron tau_mem, tau_syn (and their gradients) for a layer that learns them
             bW = np.zeros((n_threads, n_pre, n))
             bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
+            want_taus = bool(layer.learn)
+            bT = np.zeros((n_threads, 2, n if want_taus else 0))
+            tm, ts = lif_taus(layer, params.neuron[l])
             dense_backward_batch(
                 pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
                 np.ascontiguousarray(R.T), layer.recurrent, own.times, own.units, own.offsets,
                 rec.spike_current[l], rec.refractory_current[l], np.ascontiguousarray(down),
-                nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, l > 0 or input_grad,
-                bW, bR, up,
+                tm, ts, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max, l > 0 or input_grad, want_taus,
+                bW, bR, bT, up,
             )
             gW[l] = bW.sum(axis=0).T.copy()
             if layer.recurrent:
                 gR[l] = bR.sum(axis=0).T.copy()
+            if want_taus:
+                gT = bT.sum(axis=0)
+                rows = {"tau_mem": 0, "tau_syn": 1}
+                gN[l] = {name: gT[rows[name]].copy() for name in layer.learn}
         down = up
     for l, layer in enumerate(net.layers):
         # fixed zero delays are not parameters (see the docstring); some kernels skip them anyway

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import exactsnn as es
 from exactsnn.checkpoint import NEURON_MODELS, load_checkpoint, network_from_dict, network_to_dict, save_checkpoint
 from exactsnn.config import Config, apply_overrides, config_from_dict, config_to_dict
+from exactsnn.engine.plan import learned_lif_on_linear
 from exactsnn.neurons.adlif import NEURON_PARAMETERS
 from exactsnn.neurons.linear import system_matrices
 from exactsnn.optim import A_MIN, TAU_MIN, Adam, adam_init, adam_step
@@ -137,9 +138,11 @@ def test_layer_learn_string_duplicates_and_kernel_choice():
     assert es.Layer(3, es.AdLIF(), learn=["b", "a", "b", "a"]).learn == ("b", "a")
     assert es.Layer(3, es.LIF(), learn=("tau_syn", "tau_mem", "tau_syn")).learn == ("tau_syn", "tau_mem")
     assert es.Layer(3, es.LIF()).learn == ()
-    # the linear kernel runs adLIF layers and layers that learn neuron parameters
+    # the linear kernel runs adLIF layers and LIF layers with delays that learn neuron parameters (without
+    # delays, per-neuron time constants run on the shared-clock LIF kernels)
     assert not es.Layer(3, es.LIF()).linear_kernel
-    assert es.Layer(3, es.LIF(), learn="tau_syn").linear_kernel
+    assert not es.Layer(3, es.LIF(), learn="tau_syn").linear_kernel
+    assert es.Layer(3, es.LIF(), delays=True, learn="tau_syn").linear_kernel
     assert es.Layer(3, es.AdLIF()).linear_kernel
     assert not es.Layer(3, es.LI()).linear_kernel
 
@@ -300,8 +303,10 @@ def _assert_same_spikes(r1, r2, net):
 def test_linear_kernel_reproduces_lif_kernels(case, variant):
     net, params, batch = _lif_case(*case)
     rec = es.simulate(net, params, batch, t_max=0.1)
-    net2, params2 = _as_linear(net, params, variant)
-    rec2 = es.simulate(net2, params2, batch, t_max=0.1)
+    # (LIF layers learning time constants run on the LIF kernels without delays: force the linear ones here)
+    with learned_lif_on_linear():
+        net2, params2 = _as_linear(net, params, variant)
+        rec2 = es.simulate(net2, params2, batch, t_max=0.1)
     _assert_same_spikes(rec, rec2, net)
 
 
@@ -312,7 +317,8 @@ def test_linear_kernel_fixed_cases_spike():
         for t_ref, v_reset in [(0.0, 0.0), (2e-3, -0.2)]:
             net, params, batch = _lif_case(case, t_ref, v_reset, 5e-3, 1.0, 1)
             rec = es.simulate(net, params, batch, t_max=0.1)
-            rec2 = es.simulate(*_as_linear(net, params, "learn"), batch, t_max=0.1)
+            with learned_lif_on_linear():
+                rec2 = es.simulate(*_as_linear(net, params, "learn"), batch, t_max=0.1)
             _assert_same_spikes(rec, rec2, net)
             total += rec.spikes[0].n_events
     assert total >= 40
@@ -554,7 +560,7 @@ def test_config_builds_adlif_layers_that_learn():
     cfg2 = apply_overrides(Config(), ["network.learn=tau_mem", "network.hidden=[3]"])
     net2 = build_network(cfg2, 2, 2)
     assert isinstance(net2.layers[0].neuron, es.LIF) and net2.layers[0].learn == ("tau_mem",)
-    assert net2.layers[0].linear_kernel
+    assert not net2.layers[0].linear_kernel  # delay-free: per-neuron taus on the shared-clock LIF kernels
     # the default trains plain LIF layers on the closed-form kernels
     assert build_network(apply_overrides(Config(), ["network.hidden=[3]"]), 2, 2).layers[0].learn == ()
 

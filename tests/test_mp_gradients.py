@@ -50,6 +50,7 @@ from reference_adlif import reference_adlif_simulate
 from reference_loss import DPS, as_mp, mp_loss, mp_simulate
 
 import exactsnn as es
+from exactsnn.engine.plan import layer_plan
 
 TOL = 1e-9  # |EventProp - oracle| / (group's largest |gradient|), see the module docstring
 SMOOTH_TOL = 1e-11  # |d(EPS) - d(2 EPS)| / group scale: oracle noise ~1e-13 (bracket 1e-34 s / EPS)
@@ -296,6 +297,12 @@ LIF_EQUAL_TAUS = Case("lif_equal_taus", "lif", ((3, True, False),), tau_mem=10e-
                       n_events=8, gain=0.5, seed=7)
 LIF_NEAR_TAUS = Case("lif_nearly_equal_learned_taus", "lif", ((3, False, True),), learn=("tau_mem", "tau_syn"),
                      tau_mem=10e-3, tau_syn=10e-3 * (1 + 1e-7), n_samples=1, n_events=8, gain=0.5, seed=29)
+# learned per-neuron time constants on the shared-clock LIF kernels (no delays): recurrence, t_ref, v_reset, and a
+# spiking first-spike output layer learning tau_syn
+LIF_TAUS_SHARED_CLOCK = Case("lif_rec_tref_taus_shared_clock", "lif", ((4, True, False),), learn=("tau_mem", "tau_syn"),
+                             t_ref=2e-3, v_reset=0.1, seed=1)
+LIF_TAUS_FIRST_SPIKE = Case("lif_taus_first_spike", "lif", ((4, False, False),), learn=("tau_syn",), loss="first_spike",
+                            t_ref=1e-3, v_reset=-0.1, gain=1.2, out_gain=2.5, seed=37)
 ADLIF = Case("adlif_rec_delays_learned", "adlif", ((3, True, True),), learn=("tau_mem", "tau_w", "a", "b"),
              t_ref=1e-3, n_in=2, n_samples=1, n_events=6, t_max=0.04, seed=7)
 ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), learn=("tau_syn", "a", "b"),
@@ -305,6 +312,15 @@ ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), lea
 @pytest.mark.parametrize("case", [LIF_FULL, LIF_TWO_LAYERS, LIF_SPIKING_OUT, LIF_EQUAL_TAUS], ids=lambda c: c.name)
 def test_lif_gradients_match_50_digit_differences(case: Case):
     run_case(case)
+
+
+@pytest.mark.parametrize("case", [LIF_TAUS_SHARED_CLOCK, LIF_TAUS_FIRST_SPIKE], ids=lambda c: c.name)
+def test_lif_learned_time_constants_on_the_shared_clock_match_50_digit_differences(case: Case):
+    """Per-neuron tau_mem / tau_syn on the delay-free LIF kernels (the augmented adjoint of engine/cpu/backward.py)."""
+    net, _, _, _ = case.make()
+    assert all(layer_plan(ly).family == "lif" for ly in net.layers if ly.neuron.spiking)
+    report = run_case(case)
+    assert any(k.startswith("tau_") for k in report), report
 
 
 @pytest.mark.slow

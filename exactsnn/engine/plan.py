@@ -6,8 +6,9 @@ its two fields:
 * ``family`` (from the model's registry spec, :mod:`exactsnn.neurons.registry`): ``"lif"`` runs on the
   two-state closed forms (``neurons/lif.py``), ``"linear"`` on the three-state linear-system numerics
   (``neurons/linear.py``), ``"readout"`` is integrated by the loss and never simulated as spikes. A LIF
-  layer that learns per-neuron time constants currently runs on the ``"linear"`` kernels with a = b = 0
-  (the same maths; the LIF kernels take shared time constants only).
+  layer that learns per-neuron time constants stays ``"lif"`` on the shared clock (the dense kernels take
+  per-neuron tau_mem, tau_syn); with delays it runs on the ``"linear"`` kernels with a = b = 0 (the same
+  maths; the LIF arrival kernels take shared time constants only).
 * ``schedule``: ``"shared_clock"`` for a layer without delays (one clock per layer: every neuron is
   brought to each event together) or ``"arrivals"`` when some synapses have delays (per-synapse
   arrival times, a heap of pending arrivals and predicted crossings).
@@ -18,12 +19,30 @@ its two fields:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from exactsnn.network import Layer
 from exactsnn.neurons.registry import spec_of
 
-__all__ = ["LayerPlan", "layer_plan"]
+__all__ = ["LayerPlan", "layer_plan", "learned_lif_on_linear"]
+
+# set by :func:`learned_lif_on_linear` only (tests): route every LIF layer that learns neuron parameters to
+# the linear kernels, as before they ran on the shared-clock LIF kernels
+_LEARNED_LIF_ON_LINEAR = [False]
+
+
+@contextmanager
+def learned_lif_on_linear() -> Iterator[None]:
+    """Within the block, LIF layers that learn time constants run on the linear kernels (a = b = 0), delays
+    or not: the independent implementation the per-neuron-tau LIF kernels are compared with in the tests."""
+    old = _LEARNED_LIF_ON_LINEAR[0]
+    _LEARNED_LIF_ON_LINEAR[0] = True
+    try:
+        yield
+    finally:
+        _LEARNED_LIF_ON_LINEAR[0] = old
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,8 @@ class LayerPlan:
 def layer_plan(layer: Layer) -> LayerPlan:
     """The plan of ``layer`` (pure function of its description)."""
     family = spec_of(layer.neuron).family
-    if family == "lif" and layer.learn:
-        family = "linear"  # per-neuron taus: the linear kernels with a = b = 0
+    if family == "lif" and layer.learn and (layer.ff_delays or layer.rec_delays or _LEARNED_LIF_ON_LINEAR[0]):
+        family = "linear"  # per-neuron taus with delays: the linear kernels with a = b = 0
     if family == "readout":
         schedule = "none"
     else:

@@ -5,15 +5,16 @@ Per layer the scheme is chosen by its plan (:func:`exactsnn.engine.plan.layer_pl
 modules for why):
 
 * LIF family, shared clock (no delays, recurrent or not): :mod:`exactsnn.engine.cpu.dense` — events
-  in time order, all neurons brought to each event together with shared decay factors, exact
-  crossing search only for the neurons a conservative bound flags.
+  in time order, all neurons brought to each event together with shared decay factors (per-neuron
+  factors, once per stretch, for a layer that learns tau_mem / tau_syn), exact crossing search only
+  for the neurons a conservative bound flags.
 * LIF family, delays on the feedforward synapses only (zero-delay recurrence or none):
   :mod:`exactsnn.engine.cpu.ff_delays` — order-free accumulation of the arrivals in windows (bookkeeping,
   not a grid), a conservative screen, exact replay of the few neuron-windows it flags.
 * LIF family, arrivals (delays on some synapses): :mod:`exactsnn.engine.cpu.queue` — per-synapse
   arrivals sorted once, recurrent arrivals and predicted crossings in an array-backed heap with
   version stamps, lazy per-neuron state.
-* linear family (adLIF, and LIF layers that learn neuron parameters): :mod:`exactsnn.engine.cpu.linear`
+* linear family (adLIF, and LIF layers with delays that learn neuron parameters): :mod:`exactsnn.engine.cpu.linear`
   — the same two schedules over per-neuron 3-state linear systems (matrix-exponential propagator).
 
 The simulated window is the closed interval [0, t_max]: inputs and arrivals at t <= t_max are applied,
@@ -94,13 +95,15 @@ class Recording:
             np.ascontiguousarray(rec_d) if has_rec else np.zeros((n, n)),
             has_rec,
         )
-        if layer_plan(layer).family == "linear":
+        plan = layer_plan(layer)
+        if plan.family == "linear":
             lin = linear_layer(layer, self.params.neuron[l])
             out = linear_voltage_batch(*common, lin.A, lin.tau_w, lin.tau_syn, lin.a, lin.b, neuron.v_reset,
                                        neuron.t_ref, self.t_max, tq[order])
         else:
-            out = voltage_batch(*common, neuron.spiking, neuron.tau_mem, neuron.tau_syn,
-                                getattr(neuron, "v_reset", 0.0), getattr(neuron, "t_ref", 0.0), self.t_max, tq[order])
+            tm, ts = lif_taus(layer, self.params.neuron[l])
+            out = voltage_batch(*common, neuron.spiking, tm, ts, getattr(neuron, "v_reset", 0.0),
+                                getattr(neuron, "t_ref", 0.0), self.t_max, tq[order])
         result = np.empty_like(out)
         result[:, :, order] = out
         return result
@@ -160,6 +163,15 @@ def linear_layer(layer: Layer, learned: dict[str, np.ndarray] | None) -> LinearL
     return LinearLayer(A, P, bnd, tm, tw, ts, a, b, uniform)
 
 
+def lif_taus(layer: Layer, learned: dict[str, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron (tau_mem, tau_syn) of a LIF-family layer, each (size,) float64 (learned arrays where given)."""
+    if not layer.learn:
+        n = layer.size
+        return np.full(n, float(layer.neuron.tau_mem)), np.full(n, float(layer.neuron.tau_syn))
+    tm, _, ts, _, _ = layer.neuron_arrays(learned)
+    return tm.copy(), ts.copy()
+
+
 def _run_layer(
     layer_idx: int, net: Network, params: Params, pre: SpikeBatch, t_max: float
 ) -> tuple[SpikeBatch, np.ndarray, np.ndarray]:
@@ -179,6 +191,7 @@ def _run_layer(
     results: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None] * B
     # what the kernels need besides the batch: computed once, not per overflow retry
     lin = linear_layer(layer, params.neuron[layer_idx]) if plan.family == "linear" else None
+    taus = lif_taus(layer, params.neuron[layer_idx]) if plan.family == "lif" else None
     # a layer with recurrent delays that are all zero is a feedforward-delay layer: same kernel, same floats
     windows = plan.ff_windows or (
         plan.family == "lif" and plan.rec_delays and ff_supported(nrn.tau_mem, nrn.tau_syn, nrn.v_th)
@@ -231,7 +244,7 @@ def _run_layer(
             run_dense_batch(
                 sub.times, sub.units, sub.offsets,
                 np.ascontiguousarray(W.T), np.ascontiguousarray(R.T), has_rec,
-                nrn.tau_mem, nrn.tau_syn, nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
+                taus[0], taus[1], nrn.v_th, nrn.v_reset, nrn.t_ref, t_max,
                 out_t, out_u, out_i, out_r, counts,
             )
         again = []

@@ -342,3 +342,76 @@ def lif_next_spike(
     if s < 0.0:
         return -1.0
     return t0 + s
+
+
+# ----------------------------------------------------------------------------- per-neuron time constants
+@register_jitable
+def _phi_base(h: float, r_m: float, r_s: float) -> tuple[float, float, float, float]:
+    """(a_lo, a_hi, z, e1) for the rates r_m = 1/tau_mem, r_s = 1/tau_syn over h seconds.
+
+    With lo = min(r_m, r_s), hi = max(r_m, r_s): a_lo = e^{-h lo} (the slower mode), a_hi = e^{-h hi},
+    z = -h (hi - lo) <= 0 and e1 = a_lo phi1(z), phi1(z) = expm1(z)/z (limit 1), i.e.
+    e1 = (a_hi - a_lo)/z. For z >= -1 the expm1 form (a_hi = a_lo + a_lo expm1(z)): no cancellation for
+    nearly equal rates, exact for equal ones; below, the difference form (no cancellation there, no
+    0/0 when e^{-h lo} underflows after long gaps). Two transcendentals either way.
+    """
+    lo = min(r_m, r_s)
+    d = abs(r_m - r_s)
+    z = -h * d
+    a_lo = math.exp(-h * lo)
+    if z < -1.0:
+        a_hi = math.exp(-h * max(r_m, r_s))
+        return a_lo, a_hi, z, (a_lo - a_hi) / (h * d)
+    em = math.expm1(z)
+    return a_lo, a_lo + a_lo * em, z, a_lo * (em / z if z != 0.0 else 1.0)
+
+
+@register_jitable
+def lif_rate_factors(h: float, r_m: float, r_s: float) -> tuple[float, float, float]:
+    """:func:`lif_factors` (a_m, c, a_s) over h seconds from the rates r_m = 1/tau_mem, r_s = 1/tau_syn.
+
+    c = r_m h e1 (see :func:`_phi_base`): one form for every pair of rates, equal included.
+    """
+    a_lo, a_hi, _, e1 = _phi_base(h, r_m, r_s)
+    c = r_m * h * e1
+    if r_m <= r_s:
+        return a_lo, c, a_hi
+    return a_hi, c, a_lo
+
+
+@register_jitable
+def _phi2(z: float, a_lo: float, e1: float) -> float:
+    """a_lo phi2(z), phi2(z) = (e^z - 1 - z)/z^2 = sum_k z^k/(k+2)! (z <= 0), from e1 = a_lo phi1(z)."""
+    if z < -0.5:
+        return (e1 - a_lo) / z
+    p = 1.0
+    for m in range(17, 2, -1):  # (1/2!)(1 + z/3 (1 + z/4 (...))): remainder < 1e-19 relative for |z| <= 1/2
+        p = 1.0 + p * z / m
+    return 0.5 * p * a_lo
+
+
+@register_jitable
+def lif_rate_tangents(h: float, r_m: float, r_s: float) -> tuple[float, float, float, float, float, float, float]:
+    """Propagation factors over h seconds and their derivatives in tau_mem and tau_syn.
+
+    Returns (a_m, c, a_s, da_m/dtau_mem, dc/dtau_mem, dc/dtau_syn, da_s/dtau_syn) with r_m = 1/tau_mem,
+    r_s = 1/tau_syn (see :mod:`exactsnn.engine.cpu.backward` for their use). With f(x) = e^{-x h}:
+    E = -f[r_m, r_s] = h a_lo phi1(z) and c = r_m E; the second divided differences are
+    f[lo, lo, hi] = h^2 a_lo phi2(z) and f[lo, hi, hi] = h^2 a_lo (phi1(z) - phi2(z)), so::
+
+        dc/dtau_mem = -r_m^2 (E - r_m f[r_m, r_m, r_s])     dc/dtau_syn = r_m r_s^2 f[r_m, r_s, r_s]
+        da_m/dtau_mem = h r_m^2 a_m                           da_s/dtau_syn = h r_s^2 a_s
+
+    all free of divisions by r_m - r_s (exact at tau_mem == tau_syn).
+    """
+    a_lo, a_hi, z, e1 = _phi_base(h, r_m, r_s)
+    e2 = _phi2(z, a_lo, e1)
+    E = h * e1
+    if r_m <= r_s:
+        a_m, a_s = a_lo, a_hi
+        P, Q = h * h * e2, h * h * (e1 - e2)
+    else:
+        a_m, a_s = a_hi, a_lo
+        P, Q = h * h * (e1 - e2), h * h * e2
+    c = r_m * E
+    return a_m, c, a_s, h * r_m * r_m * a_m, -r_m * r_m * (E - r_m * P), r_m * r_s * r_s * Q, h * r_s * r_s * a_s

@@ -35,6 +35,22 @@ Event order: the reverse of the forward order. At equal times arrivals are repla
 refractory ends and spikes (the forward handles a crossing before the arrivals at its instant,
 including its own zero-delay recurrent arrivals).
 
+Per-neuron time constants (a delay-free layer that learns tau_mem / tau_syn). With no explicit tau in the
+threshold, the reset or the refractory clock, dL/dp = int_0^T lam^T (dA/dp) x dt (the spike-time effects are
+already in the lam_V jumps, which use each neuron's own tau_mem): dL/dtau_mem = int lam_V (V - I) dt / tau_mem^2,
+dL/dtau_syn = int lam_I I dt / tau_syn^2 (zero tau_mem integrand in refractory windows, where lam_V = 0). No
+forward state is needed: with nu^p(t) = d/dx(t) of the rest of that integral (perturbations carried by the
+linear flow, event times fixed), nu' = -A^T nu - (dA/dp)^T lam, nu(T) = 0, so nu^p is the tangent d lam/dp of
+the adjoint propagator: back over a stretch h, with the factors of ``lif_rate_tangents``::
+
+    nu_m,V <- a_m nu_m,V + (da_m/dtau_mem) lam_V         nu_m,I <- c nu_m,V + a_s nu_m,I + (dc/dtau_mem) lam_V
+    nu_s,I <- a_s nu_s,I + (dc/dtau_syn) lam_V + (da_s/dtau_syn) lam_I     (nu_s,V = 0)
+
+(closed forms in divided differences of e^{-x h}: exact at tau_mem = tau_syn). x is built by injections only,
+so the integral is the sum of nu at each: an arrival of weight w adds w nu_I (both p); V restarting from v_reset
+(at the spike for t_ref = 0, at the refractory end otherwise) adds v_reset nu_m,V there, then nu_m,V = 0 (V
+before a reset has no effect after it). nu is continuous at arrivals.
+
 Two kernels, as in the forward pass: a shared-clock one for layers without delays (every input
 event is a vector event over the layer, O(n) vectorisable work) and a per-arrival one with lazy
 per-neuron adjoints for layers with delays. Gradients are accumulated in per-thread buffers.
@@ -46,7 +62,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from exactsnn.engine.cpu.jit import helper
-from exactsnn.neurons.lif import lif_factors
+from exactsnn.neurons.lif import lif_factors, lif_rate_tangents
 
 
 @njit(cache=True)
@@ -124,21 +140,112 @@ def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
         gw[j] += lam_I[j]
 
 
+# ----------------------------------------------------------------------------- per-neuron time constants
+@helper
+def _tau_factors(
+    h: float, uniform: bool, tau_m0: float, tau_s0: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray
+) -> tuple[float, float, float, float, float, float, float]:
+    """Factors of the augmented adjoint over h seconds (see the module docstring): shared
+    (a_m, c, a_s, da_m/dtau_mem, dc/dtau_mem, dc/dtau_syn, da_s/dtau_syn) when ``uniform``, else written
+    per neuron into the rows of ``fac`` (7, n) and zeros returned."""
+    if uniform:
+        a_m, c, a_s = lif_factors(h, tau_m0, tau_s0)
+        _, _, _, dam, dcm, dcs, das = lif_rate_tangents(h, 1.0 / tau_m0, 1.0 / tau_s0)
+        return a_m, c, a_s, dam, dcm, dcs, das
+    for j in range(inv_m.size):
+        a_m, c, a_s, dam, dcm, dcs, das = lif_rate_tangents(h, inv_m[j], inv_s[j])
+        fac[0, j] = a_m
+        fac[1, j] = c
+        fac[2, j] = a_s
+        fac[3, j] = dam
+        fac[4, j] = dcm
+        fac[5, j] = dcs
+        fac[6, j] = das
+    return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+
+
+@helper
+def _decay_taus(
+    lam_V: np.ndarray, lam_I: np.ndarray, nu: np.ndarray, want_taus: bool, uniform: bool, a_m: float, cf: float,
+    a_s: float, dam: float, dcm: float, dcs: float, das: float, fac: np.ndarray,
+) -> None:
+    """Carry (lam_V, lam_I) and, with ``want_taus``, nu = (nu_m,V, nu_m,I, nu_s,I) back over one stretch,
+    with the shared factors (``uniform``) or the per-neuron rows of ``fac`` (:func:`_tau_factors`)."""
+    n = lam_V.size
+    if want_taus:
+        mV = nu[0]
+        mI = nu[1]
+        sI = nu[2]
+        if uniform:
+            for j in range(n):
+                lv = lam_V[j]
+                li = lam_I[j]
+                mv = mV[j]
+                lam_V[j] = a_m * lv
+                lam_I[j] = cf * lv + a_s * li
+                mV[j] = a_m * mv + dam * lv
+                mI[j] = cf * mv + a_s * mI[j] + dcm * lv
+                sI[j] = a_s * sI[j] + dcs * lv + das * li
+        else:
+            for j in range(n):
+                lv = lam_V[j]
+                li = lam_I[j]
+                mv = mV[j]
+                am = fac[0, j]
+                c = fac[1, j]
+                as_ = fac[2, j]
+                lam_V[j] = am * lv
+                lam_I[j] = c * lv + as_ * li
+                mV[j] = am * mv + fac[3, j] * lv
+                mI[j] = c * mv + as_ * mI[j] + fac[4, j] * lv
+                sI[j] = as_ * sI[j] + fac[5, j] * lv + fac[6, j] * li
+    elif uniform:
+        _decay(lam_V, lam_I, a_m, cf, a_s)
+    else:
+        for j in range(n):
+            lv = lam_V[j]
+            lam_I[j] = fac[1, j] * lv + fac[2, j] * lam_I[j]
+            lam_V[j] = fac[0, j] * lv
+
+
+@helper
+def _collect_taus(w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
+    """An arrival of row w at every neuron: dL/dtau_mem += w nu_m,I, dL/dtau_syn += w nu_s,I."""
+    mI = nu[1]
+    sI = nu[2]
+    gm = g_tau[0]
+    gs = g_tau[1]
+    for j in range(w.size):
+        gm[j] += w[j] * mI[j]
+        gs[j] += w[j] * sI[j]
+
+
+@njit(cache=True, _nrt=False, fastmath={"reassoc"})
+def _dot_each(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray) -> float:
+    """:func:`_dot` with per-neuron 1/tau_syn and 1/tau_mem."""
+    acc = 0.0
+    for j in range(w.size):
+        acc += w[j] * (lam_I[j] * inv_s[j] - lam_V[j] * inv_m[j])
+    return acc
+
+
 @njit(cache=True)
 def dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
-    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray, record: bool, ev_spike: np.ndarray, ev_ref: np.ndarray,
-    stV: np.ndarray, stI: np.ndarray,
+    tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
+    want_taus: bool, gWt: np.ndarray, gRt: np.ndarray, g_tau: np.ndarray, up: np.ndarray, record: bool,
+    ev_spike: np.ndarray, ev_ref: np.ndarray, stV: np.ndarray, stI: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free layer.
 
-    ``down[s]``: dL/dt of own spike s from outside the layer; with ``want_up``, ``up[e]`` receives
-    dL/dt of input event e (only a layer above another layer, or a caller asking for input-time
+    ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (s); when all are equal every stretch uses
+    shared factors. ``down[s]``: dL/dt of own spike s from outside the layer; with ``want_up``, ``up[e]``
+    receives dL/dt of input event e (only a layer above another layer, or a caller asking for input-time
     gradients, needs it). Weights and gradients are transposed ([pre, post], contiguous per
-    presynaptic unit): gradients are added into gWt (n_pre, n) and gRt (n, n). The layer has no
-    delays to learn, so no delay gradient is formed.
+    presynaptic unit): gradients are added into gWt (n_pre, n) and gRt (n, n); with ``want_taus``,
+    dL/dtau_mem and dL/dtau_syn into the rows of g_tau (2, n) (the augmented adjoint of the module
+    docstring). The layer has no delays to learn, so no delay gradient is formed.
 
     The three event streams (inputs, refractory ends, own spikes) are each in time order, so they
     are merged backwards in O(events); at equal times inputs come first, then refractory ends, then
@@ -150,6 +257,18 @@ def dense_backward_sample(
     """
     n = Wt.shape[1]
     n_s = ts.size
+    uniform = True
+    for j in range(1, n):
+        if tau_mem[j] != tau_mem[0] or tau_syn[j] != tau_syn[0]:
+            uniform = False
+    # shared time constants and no time-constant gradient: the fused two-state passes
+    fast = uniform and not want_taus
+    tm0 = tau_mem[0]
+    ts0 = tau_syn[0]
+    inv_m_j = 1.0 / tau_mem
+    inv_s_j = 1.0 / tau_syn
+    fac = np.empty((7, 0 if uniform else n))
+    nu = np.zeros((3, n if want_taus else 0))
     ie = np.searchsorted(tin, T, side="right") - 1  # inputs after T never reached the layer
     i_s = n_s - 1
     # refractory ends t_k + t_ref < T, in the order of the spikes
@@ -161,8 +280,8 @@ def dense_backward_sample(
     lam_V = np.zeros(n)
     lam_I = np.zeros(n)
     stored = np.zeros(n_s)
-    inv_s = 1.0 / tau_syn  # multiplications keep the per-neuron loops vectorisable
-    inv_m = 1.0 / tau_mem
+    inv_s = 1.0 / ts0  # multiplications keep the per-neuron loops vectorisable
+    inv_m = 1.0 / tm0
     t = T
     while ie >= 0 or i_r >= 0 or i_s >= 0:
         te = -np.inf
@@ -182,37 +301,51 @@ def dense_backward_sample(
         s0 = i_s
         while s0 >= 0 and ts[s0] == te:
             s0 -= 1
-        if te < t and has_rec and ie == e0 and i_r == r0 and i_s == s0 + 1:
+        if fast and te < t and has_rec and ie == e0 and i_r == r0 and i_s == s0 + 1:
             # the common recurrent case, fused: a lone spike after an event-free stretch
-            a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
+            a_m, cf, a_s = lif_factors(t - te, tm0, ts0)
             t = te
             k = us[i_s]
             d = down[i_s] + _decay_collect_dot(lam_V, lam_I, a_m, cf, a_s, gRt[k], Rt[k], inv_s, inv_m)
-            lam_V[k] = _spike_jump(lam_V[k], i_s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+            lam_V[k] = _spike_jump(lam_V[k], i_s, I_spk, I_ref, stored, d, t_ref, tm0, v_th, v_reset)
             if record:
                 stV[ev_spike[i_s]] = lam_V[k]
                 stI[ev_spike[i_s]] = lam_I[k]
             i_s = s0
             continue
+        first_done = False  # the first input's weight gradient already collected (fused with the decay)
         if te < t:
-            a_m, cf, a_s = lif_factors(t - te, tau_mem, tau_syn)
-            if ie > e0:
-                # the common case, fused: decay, then the first input's weight gradient
-                _decay_collect(lam_V, lam_I, a_m, cf, a_s, gWt[uin[e0 + 1]])
+            if fast:
+                a_m, cf, a_s = lif_factors(t - te, tm0, ts0)
+                if ie > e0:
+                    # the common case, fused: decay, then the first input's weight gradient
+                    _decay_collect(lam_V, lam_I, a_m, cf, a_s, gWt[uin[e0 + 1]])
+                    first_done = True
+                else:
+                    _decay(lam_V, lam_I, a_m, cf, a_s)
             else:
-                _decay(lam_V, lam_I, a_m, cf, a_s)
+                a_m, cf, a_s, dam, dcm, dcs, das = _tau_factors(t - te, uniform, tm0, ts0, inv_m_j, inv_s_j, fac)
+                _decay_taus(lam_V, lam_I, nu, want_taus, uniform, a_m, cf, a_s, dam, dcm, dcs, das, fac)
             t = te
-        elif ie > e0:
-            _collect(lam_I, gWt[uin[e0 + 1]])
         for e in range(e0 + 1, ie + 1):
-            if e > e0 + 1:
+            if e > e0 + 1 or not first_done:
                 _collect(lam_I, gWt[uin[e]])
+            if want_taus:
+                _collect_taus(Wt[uin[e]], nu, g_tau)
             if want_up:
-                up[e] += _dot(Wt[uin[e]], lam_I, lam_V, inv_s, inv_m)
+                if uniform:
+                    up[e] += _dot(Wt[uin[e]], lam_I, lam_V, inv_s, inv_m)
+                else:
+                    up[e] += _dot_each(Wt[uin[e]], lam_I, lam_V, inv_s_j, inv_m_j)
         for s in range(r0 + 1, i_r + 1):
             k = us[s]
             stored[s] = (I_ref[s] - v_reset) * lam_V[k]
             lam_V[k] = 0.0
+            if want_taus:
+                # V restarts from v_reset here: that injection's share of the tau_mem integral, and no
+                # sensitivity to V before it
+                g_tau[0, k] += v_reset * nu[0, k]
+                nu[0, k] = 0.0
             if record:
                 stV[ev_ref[s]] = 0.0
                 stI[ev_ref[s]] = lam_I[k]
@@ -222,8 +355,17 @@ def dense_backward_sample(
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
                 _collect(lam_I, gRt[k])
-                d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
-            lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem, v_th, v_reset)
+                if want_taus:
+                    _collect_taus(Rt[k], nu, g_tau)
+                if uniform:
+                    d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
+                else:
+                    d += _dot_each(Rt[k], lam_I, lam_V, inv_s_j, inv_m_j)
+            lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem[k], v_th, v_reset)
+            if want_taus:
+                if t_ref == 0.0:
+                    g_tau[0, k] += v_reset * nu[0, k]  # the reset at the spike itself
+                nu[0, k] = 0.0
             if record:
                 stV[ev_spike[s]] = lam_V[k]
                 stI[ev_spike[s]] = lam_I[k]
@@ -338,10 +480,10 @@ def queue_backward_sample(
 def dense_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
-    down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
-    want_up: bool, gWt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
+    down: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float,
+    want_up: bool, want_taus: bool, gWt: np.ndarray, gRt: np.ndarray, g_tau: np.ndarray, up: np.ndarray,
 ) -> None:
-    """:func:`dense_backward_sample` over every sample (prange); gWt, gRt have a leading per-thread axis."""
+    """:func:`dense_backward_sample` over every sample (prange); gWt, gRt, g_tau have a leading per-thread axis."""
     none_i = np.zeros(0, np.int64)
     none_f = np.zeros(0)
     for b in prange(offsets.size - 1):
@@ -351,7 +493,7 @@ def dense_backward_batch(
         dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi],
             I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T, want_up,
-            gWt[tid], gRt[tid], up[lo:hi], False, none_i, none_i, none_f, none_f,
+            want_taus, gWt[tid], gRt[tid], g_tau[tid], up[lo:hi], False, none_i, none_i, none_f, none_f,
         )
 
 

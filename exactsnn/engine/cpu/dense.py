@@ -35,8 +35,23 @@ from exactsnn.neurons.lif import (
     lif_first_crossing_known,
     lif_may_reach,
     lif_next_spike,
+    lif_rate_factors,
     lif_voltage,
 )
+
+# the per-neuron screen uses k_j = h (1 + SCREEN_UP) / tau_mem_j computed as a product with 1/tau_mem_j:
+# rounded up by more than the product's few ulps, so it is never below h / tau_mem_j (stays conservative)
+SCREEN_UP = 1e-15
+
+
+@helper
+def _fill_factors(h: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray) -> None:
+    """(a_m, c, a_s) of every neuron over h seconds into the rows of ``fac`` (3, n)."""
+    for j in range(inv_m.size):
+        a_m, c, a_s = lif_rate_factors(h, inv_m[j], inv_s[j])
+        fac[0, j] = a_m
+        fac[1, j] = c
+        fac[2, j] = a_s
 
 
 @helper
@@ -53,6 +68,7 @@ def _advance(
     lasts, else the free evolution from v_reset at the window's end (whose current is recorded).
     With ``screen``, the same pass also counts the neurons that may cross in (t1, t2] and, if there
     are any, lists them (see :func:`_screen`; ``flags`` is scratch); otherwise n_cand is 0.
+    :func:`_advance_each` is the same with per-neuron time constants.
     """
     n = V.size
     # patched voltages use the current at t0, so compute them before the shared pass
@@ -101,9 +117,77 @@ def _advance(
 
 
 @helper
+def _advance_each(
+    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, fac: np.ndarray,
+    ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
+    vfix: np.ndarray, flags: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, inv_m: np.ndarray, v_reset: float,
+    out_i: np.ndarray, out_r: np.ndarray, t_ref: float, screen: bool, t2: float, v_th: float, cand: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_advance` with per-neuron time constants ``tau_m``, ``tau_s`` (``inv_m`` = 1/tau_m): the factors
+    of t1 - t0 are the rows of ``fac`` (3, n) (:func:`_fill_factors`), the screen's k is per neuron.
+
+    (A separate copy: the shared-clock pass of :func:`_advance` is the hot loop of every LIF layer, and
+    calls to non-inlined helpers inside it cost ~30 % there.)
+    """
+    n = V.size
+    for r in range(n_ref):
+        j = ref_list[r]
+        te = ref_end[j]
+        if te >= t1:
+            vfix[r] = v_reset
+            if te == t1 and t_ref > 0.0:
+                out_r[ref_spike[j]] = I[j] * math.exp(-(te - t0) / tau_s[j])
+        else:
+            I_end = out_i[ref_spike[j]] if t_ref == 0.0 else I[j] * math.exp(-(te - t0) / tau_s[j])
+            out_r[ref_spike[j]] = I_end
+            vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_m[j], tau_s[j])
+    k = _screen_k(t2 - t1, False, tau_m)
+    flagged = 0
+    fa = fac[0]
+    fc = fac[1]
+    fi = fac[2]
+    if screen:
+        for j in range(n):
+            v = fa[j] * V[j] + fc[j] * I[j]
+            i = fi[j] * I[j] + row[j]
+            I[j] = i
+            V[j] = v
+            flagged += lif_may_reach(v, i, k * inv_m[j], v_th)
+    else:
+        for j in range(n):
+            v = fa[j] * V[j] + fc[j] * I[j]
+            I[j] = fi[j] * I[j] + row[j]
+            V[j] = v
+    keep = 0
+    for r in range(n_ref):
+        j = ref_list[r]
+        V[j] = vfix[r]
+        if ref_end[j] > t1:
+            ref_list[keep] = j
+            keep += 1
+        else:
+            in_ref[j] = False
+        if screen and flagged == 0 and lif_may_reach(V[j], I[j], k * inv_m[j], v_th):
+            flagged = 1
+    if not screen:
+        return keep, 0
+    n_cand = _list_flags_each(V, I, k, inv_m, v_th, flags, cand) if flagged > 0 else 0
+    return keep, _list_pending(ref_list, keep, ref_end, t2, cand, n_cand)
+
+
+@helper
 def _add_row(I: np.ndarray, row: np.ndarray) -> None:
     for j in range(I.size):
         I[j] += row[j]
+
+
+@helper
+def _screen_k(h: float, uniform: bool, tau_mem: np.ndarray) -> float:
+    """The screen's k = h/tau_mem when ``uniform``; else the factor k with k_j = k/tau_mem_j >= h/tau_mem_j
+    formed as ``k * inv_m[j]`` (see :data:`SCREEN_UP`)."""
+    if uniform:
+        return h / tau_mem[0]
+    return h * (1.0 + SCREEN_UP)
 
 
 @helper
@@ -116,6 +200,21 @@ def _list_flags(V: np.ndarray, I: np.ndarray, k: float, v_th: float, flags: np.n
     """
     for j in range(V.size):
         flags[j] = lif_may_reach(V[j], I[j], k, v_th)
+    return _read_flags(flags, cand)
+
+
+@helper
+def _list_flags_each(
+    V: np.ndarray, I: np.ndarray, k: float, inv_m: np.ndarray, v_th: float, flags: np.ndarray, cand: np.ndarray
+) -> int:
+    """:func:`_list_flags` with per-neuron k_j = k * inv_m[j] (:func:`_screen_k`)."""
+    for j in range(V.size):
+        flags[j] = lif_may_reach(V[j], I[j], k * inv_m[j], v_th)
+    return _read_flags(flags, cand)
+
+
+@register_jitable
+def _read_flags(flags: np.ndarray, cand: np.ndarray) -> int:
     words = flags.view(np.uint64)
     n_cand = 0
     for w in range(words.size):
@@ -155,7 +254,7 @@ def _list_pending(
 @helper
 def _screen(
     V: np.ndarray, I: np.ndarray, t1: float, t2: float, ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray,
-    cand: np.ndarray, flags: np.ndarray, tau_mem: float, v_th: float,
+    cand: np.ndarray, flags: np.ndarray, tau_mem: np.ndarray, inv_m: np.ndarray, uniform: bool, v_th: float,
 ) -> int:
     """List the neurons that may cross threshold in (t1, t2]; returns the list's length.
 
@@ -163,11 +262,16 @@ def _screen(
     vectorisable counting pass comes first; the list is built only when something was flagged.
     Neurons whose reset window ends before t2 are always listed.
     """
-    k = (t2 - t1) / tau_mem
+    k = _screen_k(t2 - t1, uniform, tau_mem)
     flagged = 0
-    for j in range(V.size):
-        flagged += lif_may_reach(V[j], I[j], k, v_th)
-    n_cand = _list_flags(V, I, k, v_th, flags, cand) if flagged > 0 else 0
+    if uniform:
+        for j in range(V.size):
+            flagged += lif_may_reach(V[j], I[j], k, v_th)
+        n_cand = _list_flags(V, I, k, v_th, flags, cand) if flagged > 0 else 0
+    else:
+        for j in range(V.size):
+            flagged += lif_may_reach(V[j], I[j], k * inv_m[j], v_th)
+        n_cand = _list_flags_each(V, I, k, inv_m, v_th, flags, cand) if flagged > 0 else 0
     return _list_pending(ref_list, n_ref, ref_end, t2, cand, n_cand)
 
 
@@ -177,7 +281,9 @@ def _fire(
     ref_list: np.ndarray, n_ref: int, ref_spike: np.ndarray, t_ref: float, v_reset: float, tau_syn: float,
     count: int, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
-    """Record neuron j's spike at tf (state known at t) as event ``count``; returns the new n_ref."""
+    """Record neuron j's spike at tf (state known at t) as event ``count``; returns the new n_ref.
+
+    ``tau_syn``: neuron j's synaptic time constant (s)."""
     out_t[count] = tf
     out_u[count] = j
     out_i[count] = I[j] * math.exp(-(tf - t) / tau_syn)
@@ -199,15 +305,27 @@ def _fire(
 @njit(cache=True)
 def dense_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
-    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
     """Simulate one sample of one delay-free layer. Returns the spike count, or -1 on overflow.
 
-    ``Wt``: (n_pre, n) transposed feedforward weights; ``Rt``: (n, n) transposed recurrent weights.
+    ``Wt``: (n_pre, n) transposed feedforward weights; ``Rt``: (n, n) transposed recurrent weights;
+    ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (s). When they are all equal the shared
+    factors of one stretch serve every neuron (one fused pass per event); otherwise the factors are
+    computed per neuron once per stretch (two transcendentals per neuron) and the same pass reads them.
     """
     n = Wt.shape[1]
     cap = out_t.size
+    uniform = True
+    for j in range(1, n):
+        if tau_mem[j] != tau_mem[0] or tau_syn[j] != tau_syn[0]:
+            uniform = False
+    tm0 = tau_mem[0]
+    ts0 = tau_syn[0]
+    inv_m = 1.0 / tau_mem
+    inv_s = 1.0 / tau_syn
+    fac = np.empty((3, 0 if uniform else n))
     V = np.zeros(n)
     I = np.zeros(n)
     zero_row = np.zeros(n)
@@ -226,18 +344,28 @@ def dense_sample(
     t = 0.0
     ev = 0
     # rest may already be at or above threshold (v_th <= 0)
-    n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
-    fh = -1.0  # the stretch length the cached factors (fa, fc, fi) belong to
+    n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m,
+                     uniform, v_th)
+    fh = -1.0  # the stretch length the cached factors (fa, fc, fi or fac) belong to
     fa = fc = fi = 0.0
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
         if n_cand > 0 and t_next - t != fh:
             fh = t_next - t
-            fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
-        for k in range(n_cand):
-            j = cand[k]
-            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tau_mem, tau_syn, v_th, v_reset)
+            if uniform:
+                fa, fc, fi = lif_factors(fh, tm0, ts0)
+            else:
+                _fill_factors(fh, inv_m, inv_s, fac)
+        if uniform:
+            for k in range(n_cand):
+                j = cand[k]
+                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
+        else:
+            for k in range(n_cand):
+                j = cand[k]
+                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
+                                   tau_syn[j], v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -249,12 +377,12 @@ def dense_sample(
                     if count >= cap:
                         return -1
                     n_ref = _fire(j, tf, t, V, I, ref_end, in_ref, ref_list, n_ref, ref_spike, t_ref, v_reset,
-                                  tau_syn, count, out_t, out_u, out_i, out_r)
+                                  tau_syn[j], count, out_t, out_u, out_i, out_r)
                     count += 1
                     tf = -1.0
                     # it restarts from v_reset with a current below max(I[j], 0): screen before solving
-                    if lif_may_reach(v_reset, I[j], (t_next - ref_end[j]) / tau_mem, v_th):
-                        tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem, tau_syn, v_th, v_reset)
+                    if lif_may_reach(v_reset, I[j], (t_next - ref_end[j]) / tau_mem[j], v_th):
+                        tf = lif_next_spike(V[j], I[j], t, t_next, ref_end[j], tau_mem[j], tau_syn[j], v_th, v_reset)
             n_cand = 0
         while n_cand > 0:
             best = math.inf
@@ -274,27 +402,45 @@ def dense_sample(
                 if count >= cap:
                     return -1
                 n_ref = _fire(j, best, t, V, I, ref_end, in_ref, ref_list, n_ref, ref_spike, t_ref, v_reset,
-                              tau_syn, count, out_t, out_u, out_i, out_r)
+                              tau_syn[j], count, out_t, out_u, out_i, out_r)
                 count += 1
                 fired[n_fired] = j
                 n_fired += 1
             # zero-delay recurrent input changes every neuron: bring the layer to the spike
-            fa, fc, fi = lif_factors(best - t, tau_mem, tau_syn)
-            n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end,
-                                     ref_spike, in_ref, vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref,
-                                     n_fired == 1, t_next, v_th, cand)
+            if uniform:
+                fa, fc, fi = lif_factors(best - t, tm0, ts0)
+            else:
+                _fill_factors(best - t, inv_m, inv_s, fac)
+            if uniform:
+                n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
+                                         in_ref, vfix, flags, tm0, ts0, v_reset, out_i, out_r, t_ref, n_fired == 1,
+                                         t_next, v_th, cand)
+            else:
+                n_ref, n_cand = _advance_each(V, I, Rt[fired[0]], t, best, fac, ref_list, n_ref, ref_end, ref_spike,
+                                              in_ref, vfix, flags, tau_mem, tau_syn, inv_m, v_reset, out_i, out_r,
+                                              t_ref, n_fired == 1, t_next, v_th, cand)
             fh = -1.0
             for k in range(1, n_fired):
                 _add_row(I, Rt[fired[k]])
             if n_fired > 1:
-                n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
+                n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m, uniform,
+                                 v_th)
             t = best
             if n_cand > 0:
                 fh = t_next - t
-                fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
-            for k in range(n_cand):
-                j = cand[k]
-                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tau_mem, tau_syn, v_th, v_reset)
+                if uniform:
+                    fa, fc, fi = lif_factors(fh, tm0, ts0)
+                else:
+                    _fill_factors(fh, inv_m, inv_s, fac)
+            if uniform:
+                for k in range(n_cand):
+                    j = cand[k]
+                    pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
+            else:
+                for k in range(n_cand):
+                    j = cand[k]
+                    pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
+                                       tau_syn[j], v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
@@ -304,22 +450,37 @@ def dense_sample(
         t2 = tin[ev_end] if ev_end < n_ev else t_max
         if t_next - t != fh:
             fh = t_next - t
-            fa, fc, fi = lif_factors(fh, tau_mem, tau_syn)
+            if uniform:
+                fa, fc, fi = lif_factors(fh, tm0, ts0)
+            else:
+                _fill_factors(fh, inv_m, inv_s, fac)
         single = ev_end == ev + 1
-        n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
-                                 in_ref, vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, single, t2, v_th,
-                                 cand)
+        if uniform:
+            n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
+                                     in_ref, vfix, flags, tm0, ts0, v_reset, out_i, out_r, t_ref, single, t2, v_th,
+                                     cand)
+        else:
+            n_ref, n_cand = _advance_each(V, I, Wt[uin[ev]], t, t_next, fac, ref_list, n_ref, ref_end, ref_spike,
+                                          in_ref, vfix, flags, tau_mem, tau_syn, inv_m, v_reset, out_i, out_r, t_ref,
+                                          single, t2, v_th, cand)
         for e in range(ev + 1, ev_end):
             _add_row(I, Wt[uin[e]])
         if not single:
-            n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, flags, tau_mem, v_th)
+            n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m, uniform, v_th)
         ev = ev_end
         t = t_next
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
-        fa, fc, fi = lif_factors(t_max - t, tau_mem, tau_syn)
-        _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref,
-                 vfix, flags, tau_mem, tau_syn, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
+        if uniform:
+            fa, fc, fi = lif_factors(t_max - t, tm0, ts0)
+        else:
+            _fill_factors(t_max - t, inv_m, inv_s, fac)
+        if uniform:
+            _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
+                     tm0, ts0, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
+        else:
+            _advance_each(V, I, zero_row, t, t_max, fac, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
+                          tau_mem, tau_syn, inv_m, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count
@@ -328,10 +489,13 @@ def dense_sample(
 @njit(parallel=True, cache=True)
 def run_dense_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
-    tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
+    tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    """:func:`dense_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
+    """:func:`dense_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample.
+
+    ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (all equal for a layer that learns none).
+    """
     for b in prange(offsets.size - 1):
         lo = offsets[b]
         hi = offsets[b + 1]

@@ -232,8 +232,9 @@ def ff_delays_backward_sample(
     stV = np.zeros(m)
     stI = np.zeros(m)
     # pass 1: the shared-clock replay of the layer's own events (no inputs), recording lam below each event
-    dense_backward_sample(tin[:0], uin[:0], Wt, Rt, has_rec, ts, us, I_spk, I_ref, down, tau_mem, tau_syn, v_th,
-                          v_reset, t_ref, T, False, gWt, gRt, up[:0], True, ev_spike, ev_ref, stV, stI)
+    dense_backward_sample(tin[:0], uin[:0], Wt, Rt, has_rec, ts, us, I_spk, I_ref, down, np.full(n, tau_mem),
+                          np.full(n, tau_syn), v_th, v_reset, t_ref, T, False, False, gWt, gRt, np.zeros((2, 0)),
+                          up[:0], True, ev_spike, ev_ref, stV, stI)
     if m == 0:
         return  # a silent layer: lam = 0 everywhere, no arrival contributes
     base, end_time, sV, sI = _stretch_rows(off, evt, stV, stI, n)

@@ -164,10 +164,13 @@ def _neuron_trace(
 def voltage_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, R: np.ndarray, E: np.ndarray,
-    has_rec: bool, spiking: bool, tau_mem: float, tau_syn: float, v_reset: float, t_ref: float,
+    has_rec: bool, spiking: bool, tau_mem: np.ndarray, tau_syn: np.ndarray, v_reset: float, t_ref: float,
     t_max: float, tq: np.ndarray,
 ) -> np.ndarray:
-    """V of every neuron of a layer at sorted query times ``tq`` (s): array (B, n, len(tq))."""
+    """V of every neuron of a layer at sorted query times ``tq`` (s): array (B, n, len(tq)).
+
+    ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (s).
+    """
     B = offsets.size - 1
     n = W.shape[0]
     out = np.empty((B, n, tq.size))
@@ -177,6 +180,6 @@ def voltage_batch(
         for j in range(n):
             _neuron_trace(
                 j, times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec, spiking,
-                tau_mem, tau_syn, v_reset, t_ref, t_max, tq, out[b, j],
+                tau_mem[j], tau_syn[j], v_reset, t_ref, t_max, tq, out[b, j],
             )
     return out
