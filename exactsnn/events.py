@@ -127,7 +127,7 @@ class SpikeBatch:
         if self.n_units is not None and (int(self.n_units) != self.n_units or self.n_units < 0):
             raise ValueError(f"SpikeBatch: n_units must be a non-negative integer, got {self.n_units}")
         n_samples = offsets.size - 1
-        units_scan = units_in if np.issubdtype(units_in.dtype, np.integer) else units_in.astype(np.int64)
+        units_scan = units_in.astype(np.int64, copy=False)  # one _scan signature (int32 and int64 inputs)
         verdict, idx, ties = _scan(times, np.ascontiguousarray(units_scan), offsets,
                                    -1 if self.n_units is None else int(self.n_units))
         if verdict != _OK:

@@ -39,7 +39,7 @@ params.weights[0][:] = 3.0
 batch = es.SpikeBatch.from_lists([(np.array([0.001, 0.002, 0.004]), np.array([0, 1, 2]))], n_units=3)
 rec = es.simulate(net, params, batch, t_max=0.02)
 from exactsnn.engine.cpu import dense
-hits = sum(dense.run_dense_batch.stats.cache_hits.values())
+hits = sum(dense.dense_sample.stats.cache_hits.values())
 print(json.dumps({"at_import": at_import, "compiled": Count.n, "spikes": int(rec.spikes[0].n_events),
                   "hits": hits}))
 """
@@ -63,7 +63,7 @@ def test_second_process_reuses_the_kernel_cache(tmp_path):
     assert cold["spikes"] > 0
     assert cold["compiled"] > 0 and cold["hits"] == 0
     index = sorted(p.name for p in cache.rglob("*.nbi"))
-    assert any("run_dense_batch" in name for name in index), index
+    assert any("dense_sample" in name for name in index), index
     warm = _child(CHILD, env)
     assert warm["spikes"] == cold["spikes"]
     assert warm["hits"] == 1

@@ -59,16 +59,18 @@ per-neuron adjoints for layers with delays. Gradients are accumulated in per-thr
 from __future__ import annotations
 
 import numpy as np
-from numba import get_thread_id, njit, prange
+from numba import njit
 
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.sort import stable_argsort
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_factors, lif_rate_tangents
 
 
 @njit(cache=True)
 def _reverse_order(times: np.ndarray) -> np.ndarray:
     """Indices of ``times`` by decreasing time; equal times keep their order in the array."""
-    return np.argsort(-times, kind="mergesort")
+    return stable_argsort(-times)
 
 
 @helper
@@ -229,7 +231,7 @@ def _dot_each(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: np.nda
     return acc
 
 
-@njit(cache=True)
+@kernel
 def dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
@@ -372,7 +374,7 @@ def dense_backward_sample(
         ie, i_r, i_s = e0, r0, s0
 
 
-@njit(cache=True)
+@kernel
 def queue_backward_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
     ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray, down: np.ndarray,
@@ -476,28 +478,31 @@ def queue_backward_sample(
                                    t_ref, tau_mem, v_th, v_reset)
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def dense_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, I_spk: np.ndarray, I_ref: np.ndarray,
     down: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float,
     want_up: bool, want_taus: bool, gWt: np.ndarray, gRt: np.ndarray, g_tau: np.ndarray, up: np.ndarray,
 ) -> None:
-    """:func:`dense_backward_sample` over every sample (prange); gWt, gRt, g_tau have a leading per-thread axis."""
+    """:func:`dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
+    gWt, gRt, g_tau have a leading per-thread axis."""
     none_i = np.zeros(0, np.int64)
     none_f = np.zeros(0)
-    for b in prange(offsets.size - 1):
-        tid = get_thread_id()
+
+    def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi],
             I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T, want_up,
-            want_taus, gWt[tid], gRt[tid], g_tau[tid], up[lo:hi], False, none_i, none_i, none_f, none_f,
+            want_taus, gWt[t], gRt[t], g_tau[t], up[lo:hi], False, none_i, none_i, none_f, none_f,
         )
 
+    for_each_sample(work, offsets.size - 1)
 
-@njit(parallel=True, cache=True)
+
+@threaded_driver
 def queue_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray,
     W: np.ndarray, D: np.ndarray, R: np.ndarray, E: np.ndarray, has_rec: bool,
@@ -505,13 +510,16 @@ def queue_backward_batch(
     down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
     gW: np.ndarray, gD: np.ndarray, gR: np.ndarray, gE: np.ndarray, up: np.ndarray,
 ) -> None:
-    """:func:`queue_backward_sample` over every sample (prange); [post, pre] layouts, per-thread gradient axis."""
-    for b in prange(offsets.size - 1):
-        tid = get_thread_id()
+    """:func:`queue_backward_sample` over every sample (Python threads); [post, pre] layouts, per-thread gradient
+    axis."""
+
+    def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         queue_backward_sample(
             times[lo:hi], units[lo:hi], W, D, R, E, has_rec, s_times[slo:shi], s_units[slo:shi],
             I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T,
-            gW[tid], gD[tid], gR[tid], gE[tid], up[lo:hi],
+            gW[t], gD[t], gR[t], gE[t], up[lo:hi],
         )
+
+    for_each_sample(work, offsets.size - 1)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
 from numba.extending import register_jitable
 
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import (
     lif_factors,
     lif_first_crossing_known,
@@ -302,7 +302,7 @@ def _fire(
     return n_ref
 
 
-@njit(cache=True)
+@kernel
 def dense_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, t_max: float,
@@ -486,20 +486,23 @@ def dense_sample(
     return count
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def run_dense_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    """:func:`dense_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample.
+    """:func:`dense_sample` over every sample of a CSR batch, in parallel on Python threads
+    (:mod:`exactsnn.engine.cpu.threads`); rows of out_* per sample.
 
     ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (all equal for a layer that learns none).
     """
-    for b in prange(offsets.size - 1):
-        lo = offsets[b]
-        hi = offsets[b + 1]
+
+    def work(b: int, _t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
         counts[b] = dense_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, tau_mem, tau_syn, v_th, v_reset, t_ref, t_max,
             out_t[b], out_u[b], out_i[b], out_r[b],
         )
+
+    for_each_sample(work, offsets.size - 1)

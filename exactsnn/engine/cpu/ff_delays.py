@@ -86,7 +86,8 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.heap import grow
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_advance, lif_factors, lif_next_spike, log1p_ratio
 
 __all__ = ["ff_supported", "ff_window", "ff_tables", "run_ff_delays_batch"]
@@ -449,7 +450,7 @@ def _apply(
     tl[j] = t
 
 
-@njit(cache=True)
+@kernel
 def ff_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray, has_rec: bool,
     off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, key: np.ndarray,
@@ -736,7 +737,7 @@ def ff_sample(
     return count
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def run_ff_delays_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray, Rt: np.ndarray,
     has_rec: bool, off: np.ndarray, ph_s: np.ndarray, fs: np.ndarray, fm: np.ndarray, key: np.ndarray,
@@ -744,11 +745,14 @@ def run_ff_delays_batch(
     v_reset: float, t_ref: float, t_max: float, out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray,
     out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    """:func:`ff_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
-    for b in prange(offsets.size - 1):
-        lo = offsets[b]
-        hi = offsets[b + 1]
+    """:func:`ff_sample` over every sample of a CSR batch, in parallel on Python threads
+    (:mod:`exactsnn.engine.cpu.threads`); rows of out_* per sample."""
+
+    def work(b: int, _t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
         counts[b] = ff_sample(
             times[lo:hi], units[lo:hi], W, D, Rt, has_rec, off, ph_s, fs, fm, key, ring, slot, mmax, h,
             tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
+
+    for_each_sample(work, offsets.size - 1)

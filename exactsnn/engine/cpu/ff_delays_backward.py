@@ -39,10 +39,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_thread_id, njit, prange
+from numba import njit
 
 from exactsnn.engine.cpu.backward import dense_backward_sample
-from exactsnn.engine.cpu.jit import helper
+from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_factors
 
 __all__ = ["ff_delays_backward_batch", "modal_ok", "MODAL_EXPONENT_MAX", "MODAL_K_MAX"]
@@ -212,7 +213,7 @@ def _modal_coefficients(end_time: np.ndarray, sV: np.ndarray, sI: np.ndarray, ta
     return coef
 
 
-@njit(cache=True)
+@kernel
 def ff_delays_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Fs: np.ndarray, Fm: np.ndarray,
     modal: bool, Rt: np.ndarray, has_rec: bool, ts: np.ndarray, us: np.ndarray, I_spk: np.ndarray,
@@ -267,7 +268,7 @@ def ff_delays_backward_sample(
             up[e] += d
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def ff_delays_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Dt: np.ndarray,
     Fs: np.ndarray, Fm: np.ndarray, modal: bool, Rt: np.ndarray, has_rec: bool,
@@ -275,13 +276,16 @@ def ff_delays_backward_batch(
     down: np.ndarray, tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, T: float,
     want_up: bool, gWt: np.ndarray, gDt: np.ndarray, gRt: np.ndarray, up: np.ndarray,
 ) -> None:
-    """:func:`ff_delays_backward_sample` over every sample (prange); gradients have a leading per-thread axis."""
-    for b in prange(offsets.size - 1):
-        tid = get_thread_id()
+    """:func:`ff_delays_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
+    gradients have a leading per-thread axis."""
+
+    def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         ff_delays_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Dt, Fs, Fm, modal, Rt, has_rec, s_times[slo:shi], s_units[slo:shi],
             I_spk[slo:shi], I_ref[slo:shi], down[slo:shi], tau_mem, tau_syn, v_th, v_reset, t_ref, T, want_up,
-            gWt[tid], gDt[tid], gRt[tid], up[lo:hi],
+            gWt[t], gDt[t], gRt[t], up[lo:hi],
         )
+
+    for_each_sample(work, offsets.size - 1)

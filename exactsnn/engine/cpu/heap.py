@@ -111,5 +111,6 @@ def heap_reserve(
 def grow(a: np.ndarray, new_cap: int) -> np.ndarray:
     """A copy of ``a`` (any dtype) with room for ``new_cap`` entries."""
     out = np.empty(new_cap, a.dtype)
-    out[: a.size] = a
+    for i in range(a.size):  # not out[:a.size] = a: its shape-check error path compiles string formatting (~1 s)
+        out[i] = a[i]
     return out

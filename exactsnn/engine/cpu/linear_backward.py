@@ -24,6 +24,7 @@ import numpy as np
 
 from exactsnn.engine.cpu.jit import kernel
 from exactsnn.engine.cpu.maths import advance, expm_into, lam_x_integral
+from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 
 _SPIKE = 0
@@ -45,14 +46,14 @@ def _forward_order(et: np.ndarray, ek: np.ndarray, n_head: int, m_ff: int, delay
     """
     m = et.size
     if delays:
-        return np.argsort(et, kind="mergesort")
+        return stable_argsort(et)
     n_other = m - m_ff
     other = np.empty(n_other, np.int64)
     for q in range(n_head):
         other[q] = q
     for q in range(n_head + m_ff, m):
         other[q - m_ff] = q
-    other = other[np.argsort(et[other], kind="mergesort")]
+    other = other[stable_argsort(et[other])]
     order = np.empty(m, np.int64)
     a = 0
     f = n_head

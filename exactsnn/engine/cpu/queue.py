@@ -28,9 +28,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
+from exactsnn.engine.cpu.jit import kernel
+from exactsnn.engine.cpu.sort import stable_argsort
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_advance, lif_may_cross, lif_next_spike
 
 _CROSS = 0  # a predicted threshold crossing (handled first on equal times)
@@ -50,14 +53,14 @@ def sort_delays(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     delay = np.empty((n_pre, n_post))
     for u in range(n_pre):
         col = np.ascontiguousarray(D[:, u])
-        o = np.argsort(col, kind="mergesort")
+        o = stable_argsort(col)
         for k in range(n_post):
             order[u, k] = o[k]
             delay[u, k] = col[o[k]]
     return order, delay
 
 
-@njit(cache=True)
+@kernel
 def queue_sample(
     tin: np.ndarray, uin: np.ndarray, W: np.ndarray, ff_order: np.ndarray, ff_delay: np.ndarray,
     R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
@@ -180,18 +183,21 @@ def queue_sample(
     return count
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def run_queue_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, ff_order: np.ndarray,
     ff_delay: np.ndarray, R: np.ndarray, rec_order: np.ndarray, rec_delay: np.ndarray, has_rec: bool,
     tau_mem: float, tau_syn: float, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
-    """:func:`queue_sample` over every sample of a CSR batch, in parallel; rows of out_* per sample."""
-    for b in prange(offsets.size - 1):
-        lo = offsets[b]
-        hi = offsets[b + 1]
+    """:func:`queue_sample` over every sample of a CSR batch, in parallel on Python threads
+    (:mod:`exactsnn.engine.cpu.threads`); rows of out_* per sample."""
+
+    def work(b: int, _t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
         counts[b] = queue_sample(
             times[lo:hi], units[lo:hi], W, ff_order, ff_delay, R, rec_order, rec_delay, has_rec,
             tau_mem, tau_syn, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
         )
+
+    for_each_sample(work, offsets.size - 1)

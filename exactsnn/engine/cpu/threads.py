@@ -2,11 +2,13 @@
 
 Why not a ``prange`` driver. A ``parallel=True`` function that calls a per-sample kernel makes Numba
 build a parallel "gufunc" around the loop body, link the per-sample kernel (and every helper it calls)
-into it and optimise the whole again: for the three-state (adLIF) kernels the two batch drivers alone
-took 14 of the 42 s of a cold first ``loss_and_grad`` (``benchmarks/compile_time.py --detail``, idle
-2-core machine). Here the per-sample kernel is compiled once, as it is, with ``nogil=True``, and Python
-threads call it: each call spends a few microseconds in the dispatcher holding the GIL and the rest of
-the sample (milliseconds) without it, so the threads run in parallel.
+into it and optimise the whole twice more: for the three-state (adLIF) kernels the two batch drivers
+alone took 14 of the 42 s of a cold first ``simulate`` + ``loss_and_grad``, for recurrent LIF 11 of 33 s
+(``benchmarks/compile_time.py --detail``, 2-core machine). Even a serial driver looping over samples
+(one call per thread) re-optimises the linked per-sample kernel: +4-7 s for LIF. Here the per-sample
+kernel is compiled once, as it is, with ``nogil=True``, and Python threads call it: each call spends
+~7 us in the dispatcher holding the GIL and the rest of the sample without it, so the threads run in
+parallel (even a Yin-Yang sample takes longer than its dispatch).
 
 Scheduling is static and round-robin (thread ``t`` takes samples ``t, t + T, t + 2T, ...``), so a run is
 deterministic for a given thread count, as a ``prange`` loop is; ``T`` is ``numba.get_num_threads()``

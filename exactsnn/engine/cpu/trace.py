@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.neurons.lif import lif_advance
 from exactsnn.neurons.linear import advance
 
@@ -39,7 +40,7 @@ def _arrivals(
             at[k] = ta
             aw[k] = R[j, us[e]]
             k += 1
-    order = np.argsort(at[:k], kind="mergesort")
+    order = stable_argsort(at[:k])
     return at[:k][order], aw[:k][order]
 
 
