@@ -18,8 +18,8 @@ Variants (rows; ``--variants`` selects, the baseline always runs):
 
 "Feedforward delays" means ``Layer(..., delays="feedforward")`` where this exactsnn has it (checked at
 run time); otherwise ``delays=True`` with ``params.recurrent_delays`` set to zero (the table says which).
-Learned parameters start at the model's shared values, so a learning variant computes the same network
-as its shared-parameter sibling.
+Learned parameters are spread per neuron around the model's shared values (each times U(0.8, 1.2),
+seed 1), as they are after training: a kernel with a fast path for equal values must not be flattered.
 
 Calibration: every variant gets its own global scale g of the input weight matrix, found by a short
 search (log-log secant inside a bracket) on a calibration batch with another seed, so that its hidden
@@ -126,6 +126,9 @@ def build(v: Variant, ff_mode: bool) -> tuple[es.Network, es.Params]:
                       weight_mean=MEAN_REL * std, weight_std=std, learn=v.learn)
     net = es.Network(N_INPUTS, [hidden, es.Layer(N_READOUT, es.LI())])
     params = net.init(seed=0)
+    rng = np.random.default_rng(1)
+    for name, arr in params.neuron[0].items():  # per-neuron values, as after training (see the docstring)
+        params.neuron[0][name] = arr * rng.uniform(0.8, 1.2, arr.shape)
     if v.delays and not ff_mode:  # delays=True puts delays on the recurrent synapses too: zero them
         rd = list(params.recurrent_delays)
         rd[0] = np.zeros_like(rd[0])
@@ -516,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
               "recurrent delays set to zero (recurrent arrivals still take the delay kernel's path)")
     learn = {k: VARIANTS[k].learn for k in a.chosen if VARIANTS[k].learn}
     if learn:
-        print("learned (per neuron, starting at the shared values): "
+        print("learned (per neuron, shared values times U(0.8, 1.2)): "
               + "; ".join(f"{k} {', '.join(x)}" for k, x in learn.items()))
     for r in results:
         if r.get("note") or r.get("error"):
