@@ -1,1 +1,1 @@
-"""Numba CPU kernels (``@njit(cache=True)``, ``prange`` over samples)."""
+"""Numba CPU kernels: per-sample ``nogil`` kernels run on Python threads (:mod:`exactsnn.engine.cpu.threads`)."""

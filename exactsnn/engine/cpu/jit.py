@@ -56,5 +56,5 @@ helper = _jit(_nrt=False)
 #: per-sample kernels (may allocate); they release the GIL so that Python threads can run samples in
 #: parallel (:mod:`exactsnn.engine.cpu.threads`)
 kernel = _jit(nogil=True)
-#: batch drivers with ``prange`` over samples
+#: ``prange`` kernels (table builders; batch drivers use threads instead: engine/cpu/threads.py)
 parallel_kernel = _jit(parallel=True)

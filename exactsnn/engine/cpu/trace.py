@@ -3,18 +3,20 @@
 The spike times are known from the forward pass, so no crossing search is needed: every neuron
 integrates its merged, time-sorted arrival list in closed form, resets at its own spike times and
 is held at v_reset during refractory windows. Queries at an event time see the state after the
-event (right-continuous). Parallel over samples; memory O(arrivals of one neuron) per thread plus
-the (B, n, n_query) result.
+event (right-continuous). Samples run in parallel on threads (:mod:`exactsnn.engine.cpu.threads`);
+memory O(arrivals of one neuron) per thread plus the (B, n, n_query) result.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from exactsnn.engine.cpu.jit import kernel
+from exactsnn.engine.cpu.maths import advance
 from exactsnn.engine.cpu.sort import stable_argsort
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_advance
-from exactsnn.neurons.linear import advance
 
 
 @njit(cache=True)
@@ -89,7 +91,7 @@ def _linear_neuron_trace(
         out[q] = xq[0]
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def linear_voltage_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, R: np.ndarray, E: np.ndarray,
@@ -97,18 +99,28 @@ def linear_voltage_batch(
     v_reset: float, t_ref: float, t_max: float, tq: np.ndarray,
 ) -> np.ndarray:
     """:func:`voltage_batch` for a layer of linear neurons with per-neuron A (n, 3, 3), tau_w, tau_syn, a, b."""
-    B = offsets.size - 1
-    n = W.shape[0]
-    out = np.empty((B, n, tq.size))
-    for b in prange(B):
+    out = np.empty((offsets.size - 1, W.shape[0], tq.size))
+
+    def work(b: int, _t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
-        for j in range(n):
-            _linear_neuron_trace(
-                j, times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec,
-                A[j], tau_w[j], tau_syn[j], av[j], bv[j], v_reset, t_ref, t_max, tq, out[b, j],
-            )
+        _linear_voltage_sample(times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec,
+                               A, tau_w, tau_syn, av, bv, v_reset, t_ref, t_max, tq, out[b])
+
+    for_each_sample(work, offsets.size - 1)
     return out
+
+
+@kernel
+def _linear_voltage_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, ts: np.ndarray, us: np.ndarray, R: np.ndarray,
+    E: np.ndarray, has_rec: bool, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
+    bv: np.ndarray, v_reset: float, t_ref: float, t_max: float, tq: np.ndarray, out: np.ndarray,
+) -> None:
+    """One sample of :func:`linear_voltage_batch`: out (n, len(tq))."""
+    for j in range(W.shape[0]):
+        _linear_neuron_trace(j, tin, uin, W, D, ts, us, R, E, has_rec, A[j], tau_w[j], tau_syn[j], av[j], bv[j],
+                             v_reset, t_ref, t_max, tq, out[j])
 
 
 @njit(cache=True)
@@ -161,7 +173,7 @@ def _neuron_trace(
         out[q] = Vq
 
 
-@njit(parallel=True, cache=True)
+@threaded_driver
 def voltage_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, W: np.ndarray, D: np.ndarray,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, R: np.ndarray, E: np.ndarray,
@@ -172,15 +184,25 @@ def voltage_batch(
 
     ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (s).
     """
-    B = offsets.size - 1
-    n = W.shape[0]
-    out = np.empty((B, n, tq.size))
-    for b in prange(B):
+    out = np.empty((offsets.size - 1, W.shape[0], tq.size))
+
+    def work(b: int, _t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
-        for j in range(n):
-            _neuron_trace(
-                j, times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec, spiking,
-                tau_mem[j], tau_syn[j], v_reset, t_ref, t_max, tq, out[b, j],
-            )
+        _voltage_sample(times[lo:hi], units[lo:hi], W, D, s_times[slo:shi], s_units[slo:shi], R, E, has_rec, spiking,
+                        tau_mem, tau_syn, v_reset, t_ref, t_max, tq, out[b])
+
+    for_each_sample(work, offsets.size - 1)
     return out
+
+
+@kernel
+def _voltage_sample(
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, D: np.ndarray, ts: np.ndarray, us: np.ndarray, R: np.ndarray,
+    E: np.ndarray, has_rec: bool, spiking: bool, tau_mem: np.ndarray, tau_syn: np.ndarray, v_reset: float,
+    t_ref: float, t_max: float, tq: np.ndarray, out: np.ndarray,
+) -> None:
+    """One sample of :func:`voltage_batch`: out (n, len(tq))."""
+    for j in range(W.shape[0]):
+        _neuron_trace(j, tin, uin, W, D, ts, us, R, E, has_rec, spiking, tau_mem[j], tau_syn[j], v_reset, t_ref, t_max,
+                      tq, out[j])
