@@ -55,6 +55,38 @@ def _fill_factors(h: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarra
 
 
 @helper
+def _stretch_factors(
+    h: float, uniform: bool, tm0: float, ts0: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray,
+) -> tuple[float, float, float]:
+    """Factors of a stretch of h seconds: the shared (a_m, c, a_s) when the taus are ``uniform`` (tm0, ts0),
+    otherwise every neuron's into ``fac`` (:func:`_fill_factors`) and zeros returned."""
+    if uniform:
+        return lif_factors(h, tm0, ts0)
+    _fill_factors(h, inv_m, inv_s, fac)
+    return 0.0, 0.0, 0.0
+
+
+@helper
+def _predict_candidates(
+    cand: np.ndarray, n_cand: int, pred: np.ndarray, V: np.ndarray, I: np.ndarray, t: float, t_next: float,
+    ref_end: np.ndarray, uniform: bool, fa: float, fc: float, fi: float, fac: np.ndarray, tau_mem: np.ndarray,
+    tau_syn: np.ndarray, v_th: float, v_reset: float,
+) -> None:
+    """``pred[j]`` = :func:`_predict` for every listed candidate, with the factors of :func:`_stretch_factors`."""
+    if uniform:
+        tm0 = tau_mem[0]
+        ts0 = tau_syn[0]
+        for k in range(n_cand):
+            j = cand[k]
+            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
+    else:
+        for k in range(n_cand):
+            j = cand[k]
+            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
+                               tau_syn[j], v_th, v_reset)
+
+
+@helper
 def _advance(
     V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, aV: float, cI: float, aI: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
@@ -353,19 +385,9 @@ def dense_sample(
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
         if n_cand > 0 and t_next - t != fh:
             fh = t_next - t
-            if uniform:
-                fa, fc, fi = lif_factors(fh, tm0, ts0)
-            else:
-                _fill_factors(fh, inv_m, inv_s, fac)
-        if uniform:
-            for k in range(n_cand):
-                j = cand[k]
-                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
-        else:
-            for k in range(n_cand):
-                j = cand[k]
-                pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
-                                   tau_syn[j], v_th, v_reset)
+            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
+        _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, fac, tau_mem, tau_syn,
+                            v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -407,10 +429,7 @@ def dense_sample(
                 fired[n_fired] = j
                 n_fired += 1
             # zero-delay recurrent input changes every neuron: bring the layer to the spike
-            if uniform:
-                fa, fc, fi = lif_factors(best - t, tm0, ts0)
-            else:
-                _fill_factors(best - t, inv_m, inv_s, fac)
+            fa, fc, fi = _stretch_factors(best - t, uniform, tm0, ts0, inv_m, inv_s, fac)
             if uniform:
                 n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
                                          in_ref, vfix, flags, tm0, ts0, v_reset, out_i, out_r, t_ref, n_fired == 1,
@@ -428,19 +447,9 @@ def dense_sample(
             t = best
             if n_cand > 0:
                 fh = t_next - t
-                if uniform:
-                    fa, fc, fi = lif_factors(fh, tm0, ts0)
-                else:
-                    _fill_factors(fh, inv_m, inv_s, fac)
-            if uniform:
-                for k in range(n_cand):
-                    j = cand[k]
-                    pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
-            else:
-                for k in range(n_cand):
-                    j = cand[k]
-                    pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
-                                       tau_syn[j], v_th, v_reset)
+                fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
+            _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, fac, tau_mem,
+                                tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
@@ -450,10 +459,7 @@ def dense_sample(
         t2 = tin[ev_end] if ev_end < n_ev else t_max
         if t_next - t != fh:
             fh = t_next - t
-            if uniform:
-                fa, fc, fi = lif_factors(fh, tm0, ts0)
-            else:
-                _fill_factors(fh, inv_m, inv_s, fac)
+            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
         single = ev_end == ev + 1
         if uniform:
             n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
@@ -471,10 +477,7 @@ def dense_sample(
         t = t_next
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
-        if uniform:
-            fa, fc, fi = lif_factors(t_max - t, tm0, ts0)
-        else:
-            _fill_factors(t_max - t, inv_m, inv_s, fac)
+        fa, fc, fi = _stretch_factors(t_max - t, uniform, tm0, ts0, inv_m, inv_s, fac)
         if uniform:
             _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
                      tm0, ts0, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
