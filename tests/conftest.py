@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import numba
+import pytest
 from hypothesis import HealthCheck, settings
 
 # make tests/reference.py importable as `reference` whatever the rootdir / import mode
@@ -27,3 +30,14 @@ settings.register_profile("local", max_examples=60, **_common)
 
 _profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "local")
 settings.load_profile(_profile)
+
+
+@pytest.fixture(scope="module")
+def serial_kernels() -> Iterator[None]:
+    """One Numba thread for a module of tiny simulations (``pytestmark = pytest.mark.usefixtures("serial_kernels")``):
+    on a busy 2-core machine running a 2-sample batch on two threads costs more than it saves. Results do not
+    depend on the thread count; ``test_threads.py`` runs every kernel on two threads."""
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(n)

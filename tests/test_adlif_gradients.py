@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -35,12 +34,7 @@ GRAD_EXAMPLES = settings.default.max_examples
 ADLIF_LEARN = ("tau_mem", "tau_syn", "tau_w", "a", "b")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mpmath
-import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, note, settings
@@ -34,12 +33,7 @@ T_MAX = 0.08
 _N = max(10, settings.default.max_examples // 2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 @dataclass

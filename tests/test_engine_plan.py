@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
 
@@ -25,14 +24,7 @@ from exactsnn.neurons import registry
 from exactsnn.neurons.spec import ModelSpec
 from exactsnn.optim import A_MIN, TAU_MIN, Adam, adam_init, adam_step
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    """Tiny batches: serial kernels are faster than a parallel launch (results do not depend on it)."""
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 # ----------------------------------------------------------------------------------------------- registry

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import mpmath
-import numba
 import numpy as np
 import pytest
 from hypothesis import assume, event, given, note, settings
@@ -42,13 +41,7 @@ from exactsnn.events import canonical_order
 CURRENT_TOL = 1e-9  # I at a spike / at a refractory end: O(1-100) values after O(100) updates, two float paths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    """Small batches: serial kernels are faster than a parallel launch (results do not depend on it)."""
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numba
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -16,14 +15,7 @@ import exactsnn as es
 from exactsnn.gradcheck import GradcheckReport, GroupResult, SilentNetworkWarning, gradcheck
 from exactsnn_cli.main import app
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    """Tiny batches: one thread is faster (as in test_gradients)."""
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 def _case(weight_mean: float):

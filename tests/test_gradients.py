@@ -43,15 +43,7 @@ TAUS = [(20e-3, 5e-3), (10e-3, 5e-3), (8e-3, 8e-3)]  # (tau_mem, tau_syn), incl.
 GRAD_EXAMPLES = settings.default.max_examples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    """Run this module's many tiny simulations on one thread: on a busy 2-core machine the parallel launch
-    of a kernel over a 2-sample batch costs ~10 ms against ~0.5 ms serially. (The threaded backward is
-    compared with the serial one in ``test_threaded_backward_equals_serial``.)"""
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 # ----------------------------------------------------------------------------------------------- cases

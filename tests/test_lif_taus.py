@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mpmath as mp
-import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -40,13 +39,7 @@ TOL = 1e-6  # finite differences (as in test_gradients.py)
 GRAD_EXAMPLES = settings.default.max_examples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _serial_kernels():
-    """Tiny batches: one thread (the two-thread runs are in test_threads.py)."""
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thread (conftest.py)
 
 
 # ----------------------------------------------------------------------------------------------- factors
