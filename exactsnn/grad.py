@@ -14,6 +14,8 @@ dL/dw = lam_I(t_a), dL/dd = dL/dt_s|_this arrival = w (lam_I/tau_syn - lam_V/tau
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -22,6 +24,7 @@ import numpy as np
 from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_batch
 from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
+from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
 from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
 from exactsnn.events import SpikeBatch
@@ -254,10 +257,32 @@ def _check_loss_fits(net: Network, loss: object) -> None:
         raise ValueError(f"{type(loss).__name__} needs a spiking output layer (es.LIF) as the last layer")
 
 
+# set by :func:`linear_arrival_replay` only (tests): every linear-kernel layer uses the arrival-list replay
+_LINEAR_ARRIVAL_REPLAY = [False]
+
+
+@contextmanager
+def linear_arrival_replay() -> Iterator[None]:
+    """Within the block, delay-free linear-kernel layers are differentiated by the arrival-list replay
+    (:mod:`exactsnn.engine.cpu.linear_backward`), not the shared-clock one: the independent implementation
+    the shared-clock replay is compared with in the tests."""
+    old = _LINEAR_ARRIVAL_REPLAY[0]
+    _LINEAR_ARRIVAL_REPLAY[0] = True
+    try:
+        yield
+    finally:
+        _LINEAR_ARRIVAL_REPLAY[0] = old
+
+
 def _linear_layer_backward(
-    rec: Recording, l: int, R: np.ndarray, E: np.ndarray, down: np.ndarray, n_threads: int
+    rec: Recording, l: int, R: np.ndarray, E: np.ndarray, down: np.ndarray, want_up: bool, n_threads: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Reverse replay of a linear-kernel layer: (gW, gD, gR, gE, learned neuron-parameter grads, up)."""
+    """Reverse replay of a linear-kernel layer: (gW, gD, gR, gE, learned neuron-parameter grads, up).
+
+    A delay-free layer that learns no parameter of the system matrix (b at most) runs on the shared-clock
+    replay (:mod:`exactsnn.engine.cpu.linear_dense_backward`, ``up`` filled only with ``want_up``); the others
+    on the arrival-list replay (:mod:`exactsnn.engine.cpu.linear_backward`).
+    """
     from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W
 
     net, params = rec.net, rec.params
@@ -267,13 +292,27 @@ def _linear_layer_backward(
     pre, own = rec.layer_input(l), rec.spikes[l]
     lin = linear_layer(layer, params.neuron[l])
     delays = layer_plan(layer).delays
+    want = any(name != "b" for name in layer.learn)
+    if not delays and not want and not _LINEAR_ARRIVAL_REPLAY[0]:
+        bW = np.zeros((n_threads, n_pre, n))
+        bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
+        bB = np.zeros((n_threads, n))
+        up = np.zeros(pre.n_events)
+        linear_dense_backward_batch(
+            pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T), np.ascontiguousarray(R.T),
+            layer.recurrent, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem,
+            lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up,
+            bW, bR, bB, up,
+        )
+        gR = bR.sum(axis=0).T.copy() if layer.recurrent else np.zeros((n, n))
+        learned = {"b": bB.sum(axis=0)} if "b" in layer.learn else {}
+        return bW.sum(axis=0).T.copy(), np.zeros((n, n_pre)), gR, np.zeros((n, n)), learned, up
     bW, bR = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n, n))
     # a delay-free layer's delays are not parameters: the kernel leaves these buffers alone
     bD = np.zeros((n_threads, n_pre, n) if delays else (n_threads, 1, 1))
     bE = np.zeros((n_threads, n, n) if delays else (n_threads, 1, 1))
     bP = np.zeros((n_threads, n, 5))
     up = np.zeros(pre.n_events)
-    want = any(name != "b" for name in layer.learn)
     # [pre, post] layouts: the arrivals of one presynaptic spike walk along a contiguous row
     linear_backward_batch(
         pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
@@ -366,7 +405,8 @@ def loss_and_grad(
         E = params.recurrent_delays[l] if layer.recurrent else np.zeros((n, n))
         plan = layer_plan(layer)
         if plan.family == "linear":
-            gW[l], gD[l], gr, ge, gN[l], down = _linear_layer_backward(rec, l, R, E, down, n_threads)
+            gW[l], gD[l], gr, ge, gN[l], down = _linear_layer_backward(rec, l, R, E, down, l > 0 or input_grad,
+                                                                          n_threads)
             if layer.recurrent:
                 gR[l], gE[l] = gr, ge
             continue

@@ -8,8 +8,8 @@ Most other tests pin one thread (the gradient tests do so on purpose), so the tw
 per-thread gradient buffers in particular, are exercised here, for every layer kind: LIF feedforward,
 recurrent, with delays (feedforward and recurrent), learning tau_mem/tau_syn (per-neuron values on the shared-clock
 LIF kernels, with and without refractoriness, and on the linear kernels with delays), adLIF feedforward / recurrent /
-with delays / learning tau_mem, tau_w, a, b, refractory windows, a spiking first-spike output and the
-spike-count regulariser.
+with delays / learning tau_mem, tau_w, a, b, refractory windows, delay-free adLIF on the shared-clock reverse replay
+(two layers, learned b), a spiking first-spike output and the spike-count regulariser.
 
 The batch has more samples than threads, of uneven sizes, some empty. What must hold, and why:
 
@@ -110,6 +110,10 @@ KINDS = [
     Kind("adlif_learn", (es.Layer(5, _adlif(), recurrent=True, learn=ADLIF_LEARN),
                          es.Layer(3, _adlif(a=0.5), delays=True, learn=ADLIF_LEARN))),
     Kind("adlif_refractory", (es.Layer(5, _adlif(t_ref=2e-3, v_reset=-0.2), recurrent=True, learn=("b",)),)),
+    # delay-free adLIF on the shared-clock replay (linear_dense_backward): a layer above another (dL/d input time),
+    # a refractory window, v_reset != 0, learned b
+    Kind("adlif_shared_clock", (es.Layer(5, _adlif(t_ref=1e-3, v_reset=0.1)),
+                                es.Layer(4, _adlif(a=0.5), recurrent=True, learn=("b",)))),
     Kind("first_spike", (es.Layer(5, _lif(), recurrent=True),), spiking_output=True, loss=es.losses.FirstSpike()),
     Kind("first_spike_adlif_delays", (es.Layer(5, _adlif(), delays=True),), spiking_output=True,
          loss=es.losses.FirstSpike()),
@@ -303,7 +307,7 @@ def _parallel_kernels() -> list[tuple[object, str, object]]:
 @needs_two
 @pytest.mark.parametrize("kind_name", [k.name for k in KINDS if k.name in (
     "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec", "lif_learn_taus",
-    "lif_learn_taus_refractory")])
+    "lif_learn_taus_refractory", "adlif_shared_clock")])
 def test_kernels_run_with_two_threads_and_fill_both_thread_buffers(kind_name: str, monkeypatch: pytest.MonkeyPatch):
     """Spy on every parallel kernel called by simulate / loss_and_grad / Recording.voltage: each runs with two
     Numba threads in effect, and each reverse replay gets a gradient buffer per thread (leading axis 2) and both

@@ -11,7 +11,10 @@ its two fields:
   maths; the LIF arrival kernels take shared time constants only).
 * ``schedule``: ``"shared_clock"`` for a layer without delays (one clock per layer: every neuron is
   brought to each event together) or ``"arrivals"`` when some synapses have delays (per-synapse
-  arrival times, a heap of pending arrivals and predicted crossings).
+  arrival times, a heap of pending arrivals and predicted crossings). The reverse replay follows the
+  same schedule, except that a ``"linear"`` layer learning a parameter of its system matrix (tau_mem,
+  tau_w, tau_syn, a; b is fine) is differentiated on the per-arrival replay even without delays
+  (``exactsnn.grad._linear_layer_backward``).
 * ``ff_windows``: a LIF-family arrivals layer whose delays are on the feedforward synapses only (zero-delay
   recurrence, or none) runs the windowed order-free kernel (:mod:`exactsnn.engine.cpu.ff_delays`) when its
   parameters allow it (v_th > 0, tau_mem and tau_syn not nearly equal); otherwise the per-arrival heap kernel.

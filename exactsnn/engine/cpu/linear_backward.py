@@ -14,6 +14,11 @@ one structured Van Loan exponential (:func:`exactsnn.neurons.linear.lam_x_integr
 parameters are learned. When the neurons share their parameters the propagator of the last stretch
 length is cached (in a layer without delays the stretches of all neurons between two inputs are
 equal). Memory: 3 floats per event.
+
+Used for layers with delays and for layers that learn a neuron parameter that changes A (tau_mem, tau_w,
+tau_syn, a); a delay-free layer that learns at most b runs on the shared-clock replay of
+:mod:`exactsnn.engine.cpu.linear_dense_backward`, which shares the jump maths below
+(:func:`window_end_term`, :func:`spike_jump`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 
 import numpy as np
 
-from exactsnn.engine.cpu.jit import kernel
+from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.maths import advance, expm_into, lam_x_integral
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
@@ -34,6 +39,27 @@ _REC = 3
 
 # columns of the neuron-parameter gradient array
 G_TAU_MEM, G_TAU_W, G_TAU_SYN, G_A, G_B = 0, 1, 2, 3, 4
+
+
+@helper
+def window_end_term(lam_V: float, I_e: float, w_e: float, v_reset: float, tau_mem: float) -> float:
+    """S of a spike whose refractory window ends at t_e < T: lam_V(t_e^+) Vdot(t_e^+) (state (v_reset, w_e, I_e))."""
+    return lam_V * (I_e - w_e - v_reset) / tau_mem
+
+
+@helper
+def spike_jump(
+    lam_V: float, lam_w: float, I: float, w_m: float, stored: float, t_ref: float, down: float, rec_down: float,
+    tau_mem: float, tau_w: float, a: float, b: float, v_th: float, v_reset: float,
+) -> float:
+    """lam_V(t_k^-) of a spike with state (v_th, w_m, I) just before it, from lam(t_k^+): ``stored`` is S of its
+    window end (t_ref > 0), ``down + rec_down`` its downstream dL/dt_k (lam_w, lam_I are continuous)."""
+    if t_ref > 0.0:
+        S = stored
+    else:
+        S = lam_V * (I - w_m - b - v_reset) / tau_mem
+    dldt = -S + lam_w * (a * (v_th - v_reset) + b) / tau_w + down + rec_down
+    return -dldt / ((I - w_m - v_th) / tau_mem)
 
 
 @kernel
@@ -267,20 +293,13 @@ def linear_backward_sample(
             rec_down[i] += Rt[k, j] * g
         elif kind == _REF:
             # releasing the clamp later leaves V short of its free slope at the window's end
-            stored[i] = lam_j[0] * (xm[idx, 2] - xm[idx, 1] - v_reset) / tm
+            stored[i] = window_end_term(lam_j[0], xm[idx, 2], xm[idx, 1], v_reset, tm)
             lam_j[0] = 0.0
             in_ref[j] = True
         else:
-            I = xm[idx, 2]
-            w_m = xm[idx, 1]
-            b = bv[j]
-            if t_ref > 0.0:
-                S = stored[i]
-            else:
-                S = lam_j[0] * (I - w_m - b - v_reset) / tm
-            dldt = -S + lam_j[1] * (a * (v_th - v_reset) + b) / tw + down[i] + rec_down[i]
             gP[j, G_B] += lam_j[1]
-            lam_j[0] = -dldt / ((I - w_m - v_th) / tm)
+            lam_j[0] = spike_jump(lam_j[0], lam_j[1], xm[idx, 2], xm[idx, 1], stored[i], t_ref, down[i],
+                                  rec_down[i], tm, tw, a, bv[j], v_th, v_reset)
             in_ref[j] = False
 
 

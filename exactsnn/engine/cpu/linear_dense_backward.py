@@ -1,0 +1,383 @@
+"""EventProp reverse replay of a delay-free layer of linear 3-state neurons (adLIF) on a shared clock.
+
+The maths (adjoint flow, the jump at a spike with and without a refractory window, dL/db) is derived in
+:mod:`exactsnn.neurons.adlif`; the jump is :func:`~exactsnn.engine.cpu.linear_backward.spike_jump` and the
+window's end term :func:`~exactsnn.engine.cpu.linear_backward.window_end_term`, shared with the arrival-list
+replay. The schedule is that of the LIF shared-clock replay
+(:func:`exactsnn.engine.cpu.backward.dense_backward_sample`): without delays every input reaches every neuron
+at once, so the whole layer is brought from event to event together and nothing is listed per arrival.
+
+Used for layers without delays that learn no parameter of the system matrix A (tau_mem, tau_w, tau_syn, a);
+learning b is fine (dL/db = sum of lam_w(t_k^+) over the neuron's spikes). Otherwise
+:mod:`exactsnn.engine.cpu.linear_backward`.
+
+Per sample, over three time-ordered event streams (inputs, refractory ends, own spikes):
+
+1. Forward replay with the known spike times (no crossing search): the layer's state x = (V, w, I) goes
+   over each stretch of length h between consecutive inputs / spikes by Phi(h) = expm(A h) (one cached 3x3
+   for the whole layer when the neurons share their parameters, one per neuron otherwise); a neuron in a
+   refractory window follows the window's closed form up to its end. Only what the jumps need is kept:
+   w and I just before each spike and at the end of its window.
+2. Reverse replay: lam = (lam_V, lam_w, lam_I) = dL/dx of the whole layer goes back over each stretch by
+   Phi(h)^T (7 multiply-adds per neuron: I feeds V and w but nothing feeds I), or inside a window by
+   lam_V = 0, lam_w *= e^{-h/tau_w}, lam_I *= e^{-h/tau_syn}. An input adds lam_I to its dL/dW row and, when
+   asked, W . (lam_I/tau_syn - lam_V/tau_mem) to its dL/dt; a window's end stores its S and sets lam_V = 0;
+   a spike collects its zero-delay recurrent arrivals (after the spike in the forward pass), then lam_V jumps.
+
+At equal times the forward order is spikes, window ends, inputs, recurrent arrivals (that of
+:mod:`exactsnn.engine.cpu.linear_backward`); the reverse replay takes the reverse. Memory: the layer's state
+and adjoint (6 floats per neuron) and 6 floats per spike; no per-arrival list.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.linear_backward import spike_jump, window_end_term
+from exactsnn.engine.cpu.maths import advance
+from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
+
+
+@helper
+def _shared_parameters(tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray) -> bool:
+    """Whether every neuron has the same A (then one propagator serves the layer)."""
+    for j in range(1, tau_mem.size):
+        if tau_mem[j] != tau_mem[0] or tau_w[j] != tau_w[0] or tau_syn[j] != tau_syn[0] or av[j] != av[0]:
+            return False
+    return True
+
+
+@helper
+def _expm_block(M: np.ndarray, s: float, out: np.ndarray) -> None:
+    """out = expm(M s) for a 3x3 M with M[2, 0] = M[2, 1] = 0 (every linear neuron's A): the arithmetic of
+    :func:`~exactsnn.neurons.linear.expm_into` (same scaling, terms, stopping rule and squarings, so the same
+    floats), on the seven entries that are not zero, in registers: ~3.5x faster, and the replays compute one
+    propagator per stretch."""
+    m00, m01, m02 = M[0, 0], M[0, 1], M[0, 2]
+    m10, m11, m12 = M[1, 0], M[1, 1], M[1, 2]
+    m22 = M[2, 2]
+    nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
+    h = s
+    sq = 0
+    while nrm > 0.5:
+        nrm *= 0.5
+        h *= 0.5
+        sq += 1
+    o00, o01, o02, o10, o11, o12, o22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
+    a00, a01, a02, a10, a11, a12, a22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
+    for m in range(1, 40):
+        f = h / m
+        b00 = (a00 * m00 + a01 * m10) * f
+        b01 = (a00 * m01 + a01 * m11) * f
+        b02 = (a00 * m02 + a01 * m12 + a02 * m22) * f
+        b10 = (a10 * m00 + a11 * m10) * f
+        b11 = (a10 * m01 + a11 * m11) * f
+        b12 = (a10 * m02 + a11 * m12 + a12 * m22) * f
+        b22 = (a22 * m22) * f
+        a00, a01, a02, a10, a11, a12, a22 = b00, b01, b02, b10, b11, b12, b22
+        o00 += b00
+        o01 += b01
+        o02 += b02
+        o10 += b10
+        o11 += b11
+        o12 += b12
+        o22 += b22
+        big = max(max(max(abs(b00), abs(b01)), max(abs(b02), abs(b10))), max(max(abs(b11), abs(b12)), abs(b22)))
+        if big <= 1e-18:
+            break
+    for _ in range(sq):
+        o00, o01, o02, o10, o11, o12, o22 = (
+            o00 * o00 + o01 * o10, o00 * o01 + o01 * o11, o00 * o02 + o01 * o12 + o02 * o22,
+            o10 * o00 + o11 * o10, o10 * o01 + o11 * o11, o10 * o02 + o11 * o12 + o12 * o22, o22 * o22,
+        )
+    out[0, 0], out[0, 1], out[0, 2] = o00, o01, o02
+    out[1, 0], out[1, 1], out[1, 2] = o10, o11, o12
+    out[2, 0], out[2, 1], out[2, 2] = 0.0, 0.0, o22
+
+
+@helper
+def _add_row(I: np.ndarray, row: np.ndarray) -> None:
+    for j in range(I.size):
+        I[j] += row[j]
+
+
+@helper
+def _forward_stretch(
+    V: np.ndarray, Wv: np.ndarray, I: np.ndarray, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray,
+    n_ref: int, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, shared: bool,
+    F: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray,
+    w_end: np.ndarray, I_end: np.ndarray,
+) -> int:
+    """Bring the layer's state from t0 to t1; record w and I at every window's end in (t0, t1]. ``n_ref``:
+    neurons whose window is open at t0; returns the number still open at t1."""
+    h = t1 - t0
+    if shared and n_ref == 0:
+        # the common case: one propagator, no window, a loop the compiler vectorises
+        if cache[0] != h:
+            _expm_block(A[0], h, F)
+            cache[0] = h
+        f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
+        for j in range(V.size):
+            v, w, i = V[j], Wv[j], I[j]
+            V[j] = f00 * v + f01 * w + f02 * i
+            Wv[j] = f10 * v + f11 * w + f12 * i
+            I[j] = f22 * i
+        return 0
+    if shared and cache[0] != h:
+        _expm_block(A[0], h, F)
+        cache[0] = h
+    still = 0
+    for j in range(V.size):
+        if ref_end[j] > t0:
+            x[0], x[1], x[2] = V[j], Wv[j], I[j]
+            if ref_end[j] > t1:
+                advance(x, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F,
+                        False)
+                still += 1
+            else:
+                # the window closes inside: its end state, then the free rest of the stretch
+                I_end[ref_spike[j]] = advance(x, t0, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j],
+                                              v_reset, Phi, s1, s2, cache, F, False)
+                w_end[ref_spike[j]] = x[1]
+                advance(x, ref_end[j], t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache,
+                        F, False)
+            V[j], Wv[j], I[j] = x[0], x[1], x[2]
+        elif shared:
+            v, w, i = V[j], Wv[j], I[j]
+            V[j] = F[0, 0] * v + F[0, 1] * w + F[0, 2] * i
+            Wv[j] = F[1, 0] * v + F[1, 1] * w + F[1, 2] * i
+            I[j] = F[2, 2] * i
+        else:
+            _expm_block(A[j], h, Phi)
+            v, w, i = V[j], Wv[j], I[j]
+            V[j] = Phi[0, 0] * v + Phi[0, 1] * w + Phi[0, 2] * i
+            Wv[j] = Phi[1, 0] * v + Phi[1, 1] * w + Phi[1, 2] * i
+            I[j] = Phi[2, 2] * i
+    return still
+
+
+@helper
+def _reverse_stretch(
+    lV: np.ndarray, lW: np.ndarray, lI: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, A: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, shared: bool, F: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+    cache: np.ndarray, Phi: np.ndarray,
+) -> None:
+    """lam of the layer back over h seconds: Phi(h)^T lam, or the window's decay for neurons in ``in_ref``."""
+    if shared:
+        if cache[0] != h:
+            _expm_block(A[0], h, F)
+            cache[0] = h
+        f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
+        if n_ref == 0:
+            for j in range(lV.size):
+                v, w = lV[j], lW[j]
+                lV[j] = f00 * v + f10 * w
+                lW[j] = f01 * v + f11 * w
+                lI[j] = f02 * v + f12 * w + f22 * lI[j]
+            return
+        ew = math.exp(-h / tau_w[0])
+        es = math.exp(-h / tau_syn[0])
+        for j in range(lV.size):
+            if in_ref[j]:  # lam_V = 0 in the window
+                lW[j] *= ew
+                lI[j] *= es
+            else:
+                v, w = lV[j], lW[j]
+                lV[j] = f00 * v + f10 * w
+                lW[j] = f01 * v + f11 * w
+                lI[j] = f02 * v + f12 * w + f22 * lI[j]
+        return
+    for j in range(lV.size):
+        if in_ref[j]:
+            lW[j] *= math.exp(-h / tau_w[j])
+            lI[j] *= math.exp(-h / tau_syn[j])
+        else:
+            _expm_block(A[j], h, Phi)
+            v, w = lV[j], lW[j]
+            lV[j] = Phi[0, 0] * v + Phi[1, 0] * w
+            lW[j] = Phi[0, 1] * v + Phi[1, 1] * w
+            lI[j] = Phi[0, 2] * v + Phi[1, 2] * w + Phi[2, 2] * lI[j]
+
+
+@helper
+def _collect(lI: np.ndarray, g: np.ndarray) -> None:
+    for j in range(lI.size):
+        g[j] += lI[j]
+
+
+@njit(cache=True, _nrt=False, fastmath={"reassoc"})
+def _dot(w: np.ndarray, lI: np.ndarray, lV: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray) -> float:
+    """sum_j w_j (lam_I,j/tau_syn,j - lam_V,j/tau_mem,j): dL/dt of an arrival of row w at every neuron.
+
+    Reassociation only lets the sum be vectorised (a fixed order, so results stay reproducible).
+    """
+    acc = 0.0
+    for j in range(w.size):
+        acc += w[j] * (lI[j] * inv_s[j] - lV[j] * inv_m[j])
+    return acc
+
+
+@kernel
+def linear_dense_backward_sample(
+    tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
+    us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
+    av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
+    gWt: np.ndarray, gRt: np.ndarray, gB: np.ndarray, up: np.ndarray,
+) -> None:
+    """Reverse replay of one sample of a delay-free linear layer (see the module docstring).
+
+    ``A`` (n, 3, 3) and tau_mem, tau_w, tau_syn, a, b (n,) per neuron; ``down[s]``: dL/dt of own spike s from
+    outside the layer. Weights and gradients are transposed ([pre, post]): dL/dW is added into gWt (n_pre, n),
+    dL/dR into gRt (n, n), dL/db into gB (n,), and with ``want_up`` dL/dt of input event e into up[e].
+    """
+    n = Wt.shape[1]
+    n_s = ts_.size
+    n_in = np.searchsorted(tin, T, side="right")  # inputs after T never reached the layer
+    shared = _shared_parameters(tau_mem, tau_w, tau_syn, av)
+    F = np.empty((3, 3))
+    Phi = np.empty((3, 3))
+    s1 = np.empty((3, 3))
+    s2 = np.empty((3, 3))
+    x = np.empty(3)
+    cache = np.full(1, -1.0)
+    # ---- (1) forward replay: w and I just before each spike and at each window's end
+    V = np.zeros(n)
+    Wv = np.zeros(n)
+    I = np.zeros(n)
+    ref_end = np.full(n, -np.inf)
+    ref_spike = np.zeros(n, np.int64)
+    w_spk = np.empty(n_s)
+    I_spk = np.empty(n_s)
+    w_end = np.full(n_s, np.nan)
+    I_end = np.full(n_s, np.nan)
+    n_ref = 0
+    t = 0.0
+    e = 0
+    s = 0
+    while e < n_in or s < n_s:
+        te = tin[e] if e < n_in else math.inf
+        if s < n_s and ts_[s] <= te:
+            te = ts_[s]
+        if te > t:
+            n_ref = _forward_stretch(V, Wv, I, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset,
+                                     shared, F, s1, s2, cache, Phi, x, w_end, I_end)
+            t = te
+        s_first = s
+        while s < n_s and ts_[s] == te:
+            k = us_[s]
+            w_spk[s] = Wv[k]
+            I_spk[s] = I[k]
+            V[k] = v_reset
+            Wv[k] += bv[k]
+            if t_ref > 0.0:
+                ref_end[k] = te + t_ref
+                ref_spike[k] = s
+                n_ref += 1
+            s += 1
+        while e < n_in and tin[e] == te:
+            _add_row(I, Wt[uin[e]])
+            e += 1
+        if has_rec:
+            for q in range(s_first, s):
+                _add_row(I, Rt[us_[q]])
+    for j in range(n):  # windows that close after the last event, before T
+        if t < ref_end[j] < T:
+            x[0], x[1], x[2] = V[j], Wv[j], I[j]
+            I_end[ref_spike[j]] = advance(x, t, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset,
+                                          Phi, s1, s2, cache, F, False)
+            w_end[ref_spike[j]] = x[1]
+    # ---- (2) reverse replay
+    lV = np.zeros(n)
+    lW = np.zeros(n)
+    lI = np.zeros(n)
+    inv_m = 1.0 / tau_mem
+    inv_s = 1.0 / tau_syn
+    in_ref = np.zeros(n, np.bool_)
+    n_ref = 0
+    for j in range(n):
+        if ref_end[j] >= T:  # the neuron's last window is still open at T
+            in_ref[j] = True
+            n_ref += 1
+    stored = np.zeros(n_s)
+    rec_down = np.zeros(n_s)
+    cache[0] = -1.0
+    ie = n_in - 1
+    i_s = n_s - 1
+    i_r = -1  # window ends t_k + t_ref < T, in the order of the spikes
+    if t_ref > 0.0:
+        for q in range(n_s):
+            if ts_[q] + t_ref < T:
+                i_r = q
+    t = T
+    while ie >= 0 or i_r >= 0 or i_s >= 0:
+        te = -math.inf
+        if ie >= 0:
+            te = tin[ie]
+        if i_r >= 0 and ts_[i_r] + t_ref > te:
+            te = ts_[i_r] + t_ref
+        if i_s >= 0 and ts_[i_s] > te:
+            te = ts_[i_s]
+        # the first index of each stream's block at te
+        e0 = ie
+        while e0 >= 0 and tin[e0] == te:
+            e0 -= 1
+        r0 = i_r
+        while r0 >= 0 and ts_[r0] + t_ref == te:
+            r0 -= 1
+        s0 = i_s
+        while s0 >= 0 and ts_[s0] == te:
+            s0 -= 1
+        if te < t:
+            _reverse_stretch(lV, lW, lI, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, F, s1, s2, cache, Phi)
+            t = te
+        if has_rec:
+            for q in range(s0 + 1, i_s + 1):
+                k = us_[q]
+                _collect(lI, gRt[k])
+                rec_down[q] = _dot(Rt[k], lI, lV, inv_s, inv_m)
+        for q in range(e0 + 1, ie + 1):
+            u = uin[q]
+            _collect(lI, gWt[u])
+            if want_up:
+                up[q] += _dot(Wt[u], lI, lV, inv_s, inv_m)
+        for q in range(i_r, r0, -1):
+            k = us_[q]
+            stored[q] = window_end_term(lV[k], I_end[q], w_end[q], v_reset, tau_mem[k])
+            lV[k] = 0.0
+            in_ref[k] = True
+            n_ref += 1
+        for q in range(i_s, s0, -1):
+            k = us_[q]
+            gB[k] += lW[k]
+            lV[k] = spike_jump(lV[k], lW[k], I_spk[q], w_spk[q], stored[q], t_ref, down[q], rec_down[q], tau_mem[k],
+                               tau_w[k], av[k], bv[k], v_th, v_reset)
+            if in_ref[k]:
+                in_ref[k] = False
+                n_ref -= 1
+        ie, i_r, i_s = e0, r0, s0
+
+
+@threaded_driver
+def linear_dense_backward_batch(
+    times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
+    s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, down: np.ndarray, A: np.ndarray,
+    tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float,
+    v_reset: float, t_ref: float, T: float, want_up: bool, gWt: np.ndarray, gRt: np.ndarray, gB: np.ndarray,
+    up: np.ndarray,
+) -> None:
+    """:func:`linear_dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
+    gWt, gRt, gB have a leading per-thread axis."""
+
+    def work(b: int, t: int) -> None:
+        lo, hi = offsets[b], offsets[b + 1]
+        slo, shi = s_offsets[b], s_offsets[b + 1]
+        linear_dense_backward_sample(
+            times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi], A,
+            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, gWt[t], gRt[t], gB[t], up[lo:hi],
+        )
+
+    for_each_sample(work, offsets.size - 1)
