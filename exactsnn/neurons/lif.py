@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from numba.extending import register_jitable
 
 from exactsnn.neurons.spec import TAU_MIN, ModelSpec
+from exactsnn.neurons.vexp import SHORT_X, vexp, vexp_phis, vexp_phis_short, vexp_short
 
 __all__ = ["LIF", "LI", "LIF_SPEC", "LI_SPEC"]
 
@@ -345,53 +346,62 @@ def lif_next_spike(
 
 
 # ----------------------------------------------------------------------------- per-neuron time constants
+# The functions below are inlined into their callers at Numba IR level (inline="always"): LLVM would not inline
+# something this size into a loop over neurons, and the call would stop that loop's vectorisation. Their
+# selects go through _pick, since Numba's IR inliner mishandles conditional expressions.
 @register_jitable
-def _phi_base(h: float, r_m: float, r_s: float) -> tuple[float, float, float, float]:
-    """(a_lo, a_hi, z, e1) for the rates r_m = 1/tau_mem, r_s = 1/tau_syn over h seconds.
+def _pick(c: bool, a: float, b: float) -> float:
+    """a if c else b (a select once LLVM has inlined it)."""
+    return a if c else b
 
-    With lo = min(r_m, r_s), hi = max(r_m, r_s): a_lo = e^{-h lo} (the slower mode), a_hi = e^{-h hi},
-    z = -h (hi - lo) <= 0 and e1 = a_lo phi1(z), phi1(z) = expm1(z)/z (limit 1), i.e.
-    e1 = (a_hi - a_lo)/z. For z >= -1 the expm1 form (a_hi = a_lo + a_lo expm1(z)): no cancellation for
-    nearly equal rates, exact for equal ones; below, the difference form (no cancellation there, no
-    0/0 when e^{-h lo} underflows after long gaps). Two transcendentals either way.
+
+@register_jitable(inline="always")
+def _phi_base(h: float, r_m: float, r_s: float, short: bool) -> tuple[float, float, float, float]:
+    """(a_lo, a_hi, e1, e2) for the rates r_m = 1/tau_mem, r_s = 1/tau_syn over h seconds.
+
+    With lo = min(r_m, r_s), hi = max(r_m, r_s) and z = -h (hi - lo) <= 0: a_lo = e^{-h lo} (the slower
+    mode), a_hi = e^{-h hi} = a_lo e^z, e1 = a_lo phi1(z) = (a_hi - a_lo)/z and e2 = a_lo phi2(z), with
+    phi1(z) = expm1(z)/z, phi2(z) = (e^z - 1 - z)/z^2 (limits 1 and 1/2): no division by hi - lo, so exact
+    for equal rates and accurate for nearly equal ones. Branch-free (:mod:`exactsnn.neurons.vexp`), so a
+    loop over neurons that calls it vectorises; two exponentials' worth of arithmetic. ``short`` (see
+    :func:`lif_short_stretch`; the same for every neuron of a stretch) takes the series alone: the same values,
+    at about half the cost.
     """
-    lo = min(r_m, r_s)
-    d = abs(r_m - r_s)
-    z = -h * d
-    a_lo = math.exp(-h * lo)
-    if z < -1.0:
-        a_hi = math.exp(-h * max(r_m, r_s))
-        return a_lo, a_hi, z, (a_lo - a_hi) / (h * d)
-    em = math.expm1(z)
-    return a_lo, a_lo + a_lo * em, z, a_lo * (em / z if z != 0.0 else 1.0)
+    x = -h * min(r_m, r_s)
+    z = -h * abs(r_m - r_s)
+    if short:
+        a_lo = vexp_short(x)
+        ez, p1, p2 = vexp_phis_short(z)
+    else:
+        a_lo = vexp(x)
+        ez, p1, p2 = vexp_phis(z)
+    return a_lo, a_lo * ez, a_lo * p1, a_lo * p2
 
 
 @register_jitable
-def lif_rate_factors(h: float, r_m: float, r_s: float) -> tuple[float, float, float]:
+def lif_short_stretch(h: float, r_max: float) -> bool:
+    """Whether a stretch of h seconds is short for every neuron whose rates are at most r_max: then every
+    exponent of :func:`_phi_base` lies in [-SHORT_X, 0] (h min(r_m, r_s) and h |r_m - r_s| are <= h r_max,
+    rounding included, as rounding is monotone)."""
+    return h * r_max <= SHORT_X
+
+
+@register_jitable(inline="always")
+def lif_rate_factors(h: float, r_m: float, r_s: float, short: bool = False) -> tuple[float, float, float]:
     """:func:`lif_factors` (a_m, c, a_s) over h seconds from the rates r_m = 1/tau_mem, r_s = 1/tau_syn.
 
-    c = r_m h e1 (see :func:`_phi_base`): one form for every pair of rates, equal included.
+    c = r_m h e1 (see :func:`_phi_base`, also for ``short``): one form for every pair of rates, equal included;
+    branch-free.
     """
-    a_lo, a_hi, _, e1 = _phi_base(h, r_m, r_s)
-    c = r_m * h * e1
-    if r_m <= r_s:
-        return a_lo, c, a_hi
-    return a_hi, c, a_lo
+    a_lo, a_hi, e1, _ = _phi_base(h, r_m, r_s, short)
+    m_lo = r_m <= r_s
+    return _pick(m_lo, a_lo, a_hi), r_m * h * e1, _pick(m_lo, a_hi, a_lo)
 
 
-@register_jitable
-def _phi2(z: float, a_lo: float, e1: float) -> float:
-    """a_lo phi2(z), phi2(z) = (e^z - 1 - z)/z^2 = sum_k z^k/(k+2)! (z <= 0), from e1 = a_lo phi1(z)."""
-    if z < -0.5:
-        return (e1 - a_lo) / z
-    p = 1.0
-    for m in range(17, 2, -1):  # (1/2!)(1 + z/3 (1 + z/4 (...))): remainder < 1e-19 relative for |z| <= 1/2
-        p = 1.0 + p * z / m
-    return 0.5 * p * a_lo
-
-
-@register_jitable
-def lif_rate_tangents(h: float, r_m: float, r_s: float) -> tuple[float, float, float, float, float, float, float]:
+@register_jitable(inline="always")
+def lif_rate_tangents(
+    h: float, r_m: float, r_s: float, short: bool = False
+) -> tuple[float, float, float, float, float, float, float]:
     """Propagation factors over h seconds and their derivatives in tau_mem and tau_syn.
 
     Returns (a_m, c, a_s, da_m/dtau_mem, dc/dtau_mem, dc/dtau_syn, da_s/dtau_syn) with r_m = 1/tau_mem,
@@ -402,16 +412,15 @@ def lif_rate_tangents(h: float, r_m: float, r_s: float) -> tuple[float, float, f
         dc/dtau_mem = -r_m^2 (E - r_m f[r_m, r_m, r_s])     dc/dtau_syn = r_m r_s^2 f[r_m, r_s, r_s]
         da_m/dtau_mem = h r_m^2 a_m                           da_s/dtau_syn = h r_s^2 a_s
 
-    all free of divisions by r_m - r_s (exact at tau_mem == tau_syn).
+    all free of divisions by r_m - r_s (exact at tau_mem == tau_syn); branch-free, like :func:`_phi_base` (also
+    for ``short``).
     """
-    a_lo, a_hi, z, e1 = _phi_base(h, r_m, r_s)
-    e2 = _phi2(z, a_lo, e1)
+    a_lo, a_hi, e1, e2 = _phi_base(h, r_m, r_s, short)
+    m_lo = r_m <= r_s
+    a_m = _pick(m_lo, a_lo, a_hi)
+    a_s = _pick(m_lo, a_hi, a_lo)
+    hh = h * h
+    P = hh * _pick(m_lo, e2, e1 - e2)
+    Q = hh * _pick(m_lo, e1 - e2, e2)
     E = h * e1
-    if r_m <= r_s:
-        a_m, a_s = a_lo, a_hi
-        P, Q = h * h * e2, h * h * (e1 - e2)
-    else:
-        a_m, a_s = a_hi, a_lo
-        P, Q = h * h * (e1 - e2), h * h * e2
-    c = r_m * E
-    return a_m, c, a_s, h * r_m * r_m * a_m, -r_m * r_m * (E - r_m * P), r_m * r_s * r_s * Q, h * r_s * r_s * a_s
+    return a_m, r_m * E, a_s, h * r_m * r_m * a_m, -r_m * r_m * (E - r_m * P), r_m * r_s * r_s * Q, h * r_s * r_s * a_s

@@ -64,7 +64,7 @@ from numba import njit
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
-from exactsnn.neurons.lif import lif_factors, lif_rate_tangents
+from exactsnn.neurons.lif import lif_factors, lif_rate_tangents, lif_short_stretch
 
 
 @njit(cache=True)
@@ -144,41 +144,22 @@ def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- per-neuron time constants
 @helper
-def _tau_factors(
-    h: float, uniform: bool, tau_m0: float, tau_s0: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray
-) -> tuple[float, float, float, float, float, float, float]:
-    """Factors of the augmented adjoint over h seconds (see the module docstring): shared
-    (a_m, c, a_s, da_m/dtau_mem, dc/dtau_mem, dc/dtau_syn, da_s/dtau_syn) when ``uniform``, else written
-    per neuron into the rows of ``fac`` (7, n) and zeros returned."""
-    if uniform:
-        a_m, c, a_s = lif_factors(h, tau_m0, tau_s0)
-        _, _, _, dam, dcm, dcs, das = lif_rate_tangents(h, 1.0 / tau_m0, 1.0 / tau_s0)
-        return a_m, c, a_s, dam, dcm, dcs, das
-    for j in range(inv_m.size):
-        a_m, c, a_s, dam, dcm, dcs, das = lif_rate_tangents(h, inv_m[j], inv_s[j])
-        fac[0, j] = a_m
-        fac[1, j] = c
-        fac[2, j] = a_s
-        fac[3, j] = dam
-        fac[4, j] = dcm
-        fac[5, j] = dcs
-        fac[6, j] = das
-    return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-
-
-@helper
 def _decay_taus(
-    lam_V: np.ndarray, lam_I: np.ndarray, nu: np.ndarray, want_taus: bool, uniform: bool, a_m: float, cf: float,
-    a_s: float, dam: float, dcm: float, dcs: float, das: float, fac: np.ndarray,
+    lam_V: np.ndarray, lam_I: np.ndarray, nu: np.ndarray, want_taus: bool, uniform: bool, h: float, tau_m0: float,
+    tau_s0: float, inv_m: np.ndarray, inv_s: np.ndarray, r_max: float,
 ) -> None:
-    """Carry (lam_V, lam_I) and, with ``want_taus``, nu = (nu_m,V, nu_m,I, nu_s,I) back over one stretch,
-    with the shared factors (``uniform``) or the per-neuron rows of ``fac`` (:func:`_tau_factors`)."""
+    """Carry (lam_V, lam_I) and, with ``want_taus`` or per-neuron factors, nu = (nu_m,V, nu_m,I, nu_s,I) back over
+    a stretch of h seconds, with factors shared by every neuron (``uniform``: time constants tau_m0, tau_s0) or
+    each neuron's own (rates ``inv_m``, ``inv_s``, the largest r_max), computed inside the pass: their maths is
+    branch-free, so it vectorises."""
     n = lam_V.size
-    if want_taus:
+    if want_taus or not uniform:
         mV = nu[0]
         mI = nu[1]
         sI = nu[2]
         if uniform:
+            a_m, cf, a_s = lif_factors(h, tau_m0, tau_s0)
+            _, _, _, dam, dcm, dcs, das = lif_rate_tangents(h, 1.0 / tau_m0, 1.0 / tau_s0)
             for j in range(n):
                 lv = lam_V[j]
                 li = lam_I[j]
@@ -189,25 +170,22 @@ def _decay_taus(
                 mI[j] = cf * mv + a_s * mI[j] + dcm * lv
                 sI[j] = a_s * sI[j] + dcs * lv + das * li
         else:
+            # per-neuron factors always carry nu along (scratch when not ``want_taus``): one copy of this large
+            # vectorised loop to compile
+            short = lif_short_stretch(h, r_max)
             for j in range(n):
+                am, c, as_, dam_j, dcm_j, dcs_j, das_j = lif_rate_tangents(h, inv_m[j], inv_s[j], short)
                 lv = lam_V[j]
                 li = lam_I[j]
                 mv = mV[j]
-                am = fac[0, j]
-                c = fac[1, j]
-                as_ = fac[2, j]
                 lam_V[j] = am * lv
                 lam_I[j] = c * lv + as_ * li
-                mV[j] = am * mv + fac[3, j] * lv
-                mI[j] = c * mv + as_ * mI[j] + fac[4, j] * lv
-                sI[j] = as_ * sI[j] + fac[5, j] * lv + fac[6, j] * li
-    elif uniform:
-        _decay(lam_V, lam_I, a_m, cf, a_s)
+                mV[j] = am * mv + dam_j * lv
+                mI[j] = c * mv + as_ * mI[j] + dcm_j * lv
+                sI[j] = as_ * sI[j] + dcs_j * lv + das_j * li
     else:
-        for j in range(n):
-            lv = lam_V[j]
-            lam_I[j] = fac[1, j] * lv + fac[2, j] * lam_I[j]
-            lam_V[j] = fac[0, j] * lv
+        a_m, cf, a_s = lif_factors(h, tau_m0, tau_s0)
+        _decay(lam_V, lam_I, a_m, cf, a_s)
 
 
 @helper
@@ -269,8 +247,8 @@ def dense_backward_sample(
     ts0 = tau_syn[0]
     inv_m_j = 1.0 / tau_mem
     inv_s_j = 1.0 / tau_syn
-    fac = np.empty((7, 0 if uniform else n))
-    nu = np.zeros((3, n if want_taus else 0))
+    r_max = max(inv_m_j.max(), inv_s_j.max())
+    nu = np.zeros((3, n if want_taus or not uniform else 0))
     ie = np.searchsorted(tin, T, side="right") - 1  # inputs after T never reached the layer
     i_s = n_s - 1
     # refractory ends t_k + t_ref < T, in the order of the spikes
@@ -326,8 +304,7 @@ def dense_backward_sample(
                 else:
                     _decay(lam_V, lam_I, a_m, cf, a_s)
             else:
-                a_m, cf, a_s, dam, dcm, dcs, das = _tau_factors(t - te, uniform, tm0, ts0, inv_m_j, inv_s_j, fac)
-                _decay_taus(lam_V, lam_I, nu, want_taus, uniform, a_m, cf, a_s, dam, dcm, dcs, das, fac)
+                _decay_taus(lam_V, lam_I, nu, want_taus, uniform, t - te, tm0, ts0, inv_m_j, inv_s_j, r_max)
             t = te
         for e in range(e0 + 1, ie + 1):
             if e > e0 + 1 or not first_done:

@@ -36,6 +36,7 @@ from exactsnn.neurons.lif import (
     lif_may_reach,
     lif_next_spike,
     lif_rate_factors,
+    lif_short_stretch,
     lif_voltage,
 )
 
@@ -45,34 +46,22 @@ SCREEN_UP = 1e-15
 
 
 @helper
-def _fill_factors(h: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray) -> None:
-    """(a_m, c, a_s) of every neuron over h seconds into the rows of ``fac`` (3, n)."""
-    for j in range(inv_m.size):
-        a_m, c, a_s = lif_rate_factors(h, inv_m[j], inv_s[j])
-        fac[0, j] = a_m
-        fac[1, j] = c
-        fac[2, j] = a_s
-
-
-@helper
-def _stretch_factors(
-    h: float, uniform: bool, tm0: float, ts0: float, inv_m: np.ndarray, inv_s: np.ndarray, fac: np.ndarray,
-) -> tuple[float, float, float]:
-    """Factors of a stretch of h seconds: the shared (a_m, c, a_s) when the taus are ``uniform`` (tm0, ts0),
-    otherwise every neuron's into ``fac`` (:func:`_fill_factors`) and zeros returned."""
+def _stretch_factors(h: float, uniform: bool, tm0: float, ts0: float) -> tuple[float, float, float]:
+    """The shared (a_m, c, a_s) of a stretch of h seconds when the taus are ``uniform`` (tm0, ts0); otherwise
+    zeros (every neuron's factors are computed where they are used, :func:`_advance_each`)."""
     if uniform:
         return lif_factors(h, tm0, ts0)
-    _fill_factors(h, inv_m, inv_s, fac)
     return 0.0, 0.0, 0.0
 
 
 @helper
 def _predict_candidates(
     cand: np.ndarray, n_cand: int, pred: np.ndarray, V: np.ndarray, I: np.ndarray, t: float, t_next: float,
-    ref_end: np.ndarray, uniform: bool, fa: float, fc: float, fi: float, fac: np.ndarray, tau_mem: np.ndarray,
-    tau_syn: np.ndarray, v_th: float, v_reset: float,
+    ref_end: np.ndarray, uniform: bool, fa: float, fc: float, fi: float, inv_m: np.ndarray, inv_s: np.ndarray,
+    tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float,
 ) -> None:
-    """``pred[j]`` = :func:`_predict` for every listed candidate, with the factors of :func:`_stretch_factors`."""
+    """``pred[j]`` = :func:`_predict` for every listed candidate, with the factors of :func:`_stretch_factors`
+    (per neuron: those :func:`_advance_each` uses over the same stretch, bit for bit)."""
     if uniform:
         tm0 = tau_mem[0]
         ts0 = tau_syn[0]
@@ -80,10 +69,11 @@ def _predict_candidates(
             j = cand[k]
             pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
     else:
+        h = t_next - t
         for k in range(n_cand):
             j = cand[k]
-            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fac[0, j], fac[1, j], fac[2, j], tau_mem[j],
-                               tau_syn[j], v_th, v_reset)
+            a_m, c, a_s = lif_rate_factors(h, inv_m[j], inv_s[j])
+            pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], a_m, c, a_s, tau_mem[j], tau_syn[j], v_th, v_reset)
 
 
 @helper
@@ -150,13 +140,16 @@ def _advance(
 
 @helper
 def _advance_each(
-    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float, fac: np.ndarray,
+    V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float,
     ref_list: np.ndarray, n_ref: int, ref_end: np.ndarray, ref_spike: np.ndarray, in_ref: np.ndarray,
-    vfix: np.ndarray, flags: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, inv_m: np.ndarray, v_reset: float,
-    out_i: np.ndarray, out_r: np.ndarray, t_ref: float, screen: bool, t2: float, v_th: float, cand: np.ndarray,
+    vfix: np.ndarray, flags: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray, inv_m: np.ndarray, inv_s: np.ndarray,
+    r_max: float, v_reset: float, out_i: np.ndarray, out_r: np.ndarray, t_ref: float, screen: bool, t2: float,
+    v_th: float, cand: np.ndarray,
 ) -> tuple[int, int]:
-    """:func:`_advance` with per-neuron time constants ``tau_m``, ``tau_s`` (``inv_m`` = 1/tau_m): the factors
-    of t1 - t0 are the rows of ``fac`` (3, n) (:func:`_fill_factors`), the screen's k is per neuron.
+    """:func:`_advance` with per-neuron time constants ``tau_m``, ``tau_s`` (``inv_m``, ``inv_s``: their inverses):
+    each neuron's factors of t1 - t0 (:func:`~exactsnn.neurons.lif.lif_rate_factors`; ``r_max``: the largest
+    rate, for its short-stretch form) are computed in the pass itself, which stays vectorised (that maths is
+    branch-free), and the screen's k is per neuron.
 
     (A separate copy: the shared-clock pass of :func:`_advance` is the hot loop of every LIF layer, and
     calls to non-inlined helpers inside it cost ~30 % there.)
@@ -174,22 +167,18 @@ def _advance_each(
             out_r[ref_spike[j]] = I_end
             vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_m[j], tau_s[j])
     k = _screen_k(t2 - t1, False, tau_m)
+    h = t1 - t0
+    short = lif_short_stretch(h, r_max)
     flagged = 0
-    fa = fac[0]
-    fc = fac[1]
-    fi = fac[2]
-    if screen:
-        for j in range(n):
-            v = fa[j] * V[j] + fc[j] * I[j]
-            i = fi[j] * I[j] + row[j]
-            I[j] = i
-            V[j] = v
-            flagged += lif_may_reach(v, i, k * inv_m[j], v_th)
-    else:
-        for j in range(n):
-            v = fa[j] * V[j] + fc[j] * I[j]
-            I[j] = fi[j] * I[j] + row[j]
-            V[j] = v
+    # one loop, screening even when the caller does not ask (its cost is small next to the factors'): each
+    # copy of this loop is a large vectorised body to compile
+    for j in range(n):
+        fa, fc, fi = lif_rate_factors(h, inv_m[j], inv_s[j], short)
+        v = fa * V[j] + fc * I[j]
+        i = fi * I[j] + row[j]
+        I[j] = i
+        V[j] = v
+        flagged += lif_may_reach(v, i, k * inv_m[j], v_th)
     keep = 0
     for r in range(n_ref):
         j = ref_list[r]
@@ -344,8 +333,8 @@ def dense_sample(
 
     ``Wt``: (n_pre, n) transposed feedforward weights; ``Rt``: (n, n) transposed recurrent weights;
     ``tau_mem``, ``tau_syn``: (n,) per-neuron time constants (s). When they are all equal the shared
-    factors of one stretch serve every neuron (one fused pass per event); otherwise the factors are
-    computed per neuron once per stretch (two transcendentals per neuron) and the same pass reads them.
+    factors of one stretch serve every neuron (one fused pass per event); otherwise each neuron's factors are
+    computed in that pass (branch-free maths, two exponentials per neuron, vectorised).
     """
     n = Wt.shape[1]
     cap = out_t.size
@@ -357,7 +346,7 @@ def dense_sample(
     ts0 = tau_syn[0]
     inv_m = 1.0 / tau_mem
     inv_s = 1.0 / tau_syn
-    fac = np.empty((3, 0 if uniform else n))
+    r_max = max(inv_m.max(), inv_s.max())
     V = np.zeros(n)
     I = np.zeros(n)
     zero_row = np.zeros(n)
@@ -378,16 +367,16 @@ def dense_sample(
     # rest may already be at or above threshold (v_th <= 0)
     n_cand = _screen(V, I, 0.0, tin[0] if n_ev > 0 else t_max, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m,
                      uniform, v_th)
-    fh = -1.0  # the stretch length the cached factors (fa, fc, fi or fac) belong to
+    fh = -1.0  # the stretch length the cached shared factors (fa, fc, fi) belong to
     fa = fc = fi = 0.0
     while True:
         t_next = tin[ev] if ev < n_ev else t_max
         # ---- spikes in (t, t_next]: predict each candidate once, then take them in time order
         if n_cand > 0 and t_next - t != fh:
             fh = t_next - t
-            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
-        _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, fac, tau_mem, tau_syn,
-                            v_th, v_reset)
+            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0)
+        _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, inv_m, inv_s, tau_mem,
+                            tau_syn, v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -429,14 +418,14 @@ def dense_sample(
                 fired[n_fired] = j
                 n_fired += 1
             # zero-delay recurrent input changes every neuron: bring the layer to the spike
-            fa, fc, fi = _stretch_factors(best - t, uniform, tm0, ts0, inv_m, inv_s, fac)
+            fa, fc, fi = _stretch_factors(best - t, uniform, tm0, ts0)
             if uniform:
                 n_ref, n_cand = _advance(V, I, Rt[fired[0]], t, best, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
                                          in_ref, vfix, flags, tm0, ts0, v_reset, out_i, out_r, t_ref, n_fired == 1,
                                          t_next, v_th, cand)
             else:
-                n_ref, n_cand = _advance_each(V, I, Rt[fired[0]], t, best, fac, ref_list, n_ref, ref_end, ref_spike,
-                                              in_ref, vfix, flags, tau_mem, tau_syn, inv_m, v_reset, out_i, out_r,
+                n_ref, n_cand = _advance_each(V, I, Rt[fired[0]], t, best, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                                              vfix, flags, tau_mem, tau_syn, inv_m, inv_s, r_max, v_reset, out_i, out_r,
                                               t_ref, n_fired == 1, t_next, v_th, cand)
             fh = -1.0
             for k in range(1, n_fired):
@@ -447,9 +436,9 @@ def dense_sample(
             t = best
             if n_cand > 0:
                 fh = t_next - t
-                fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
-            _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, fac, tau_mem,
-                                tau_syn, v_th, v_reset)
+                fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0)
+            _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, inv_m, inv_s,
+                                tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
@@ -459,16 +448,16 @@ def dense_sample(
         t2 = tin[ev_end] if ev_end < n_ev else t_max
         if t_next - t != fh:
             fh = t_next - t
-            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0, inv_m, inv_s, fac)
+            fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0)
         single = ev_end == ev + 1
         if uniform:
             n_ref, n_cand = _advance(V, I, Wt[uin[ev]], t, t_next, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike,
                                      in_ref, vfix, flags, tm0, ts0, v_reset, out_i, out_r, t_ref, single, t2, v_th,
                                      cand)
         else:
-            n_ref, n_cand = _advance_each(V, I, Wt[uin[ev]], t, t_next, fac, ref_list, n_ref, ref_end, ref_spike,
-                                          in_ref, vfix, flags, tau_mem, tau_syn, inv_m, v_reset, out_i, out_r, t_ref,
-                                          single, t2, v_th, cand)
+            n_ref, n_cand = _advance_each(V, I, Wt[uin[ev]], t, t_next, ref_list, n_ref, ref_end, ref_spike, in_ref,
+                                          vfix, flags, tau_mem, tau_syn, inv_m, inv_s, r_max, v_reset, out_i, out_r,
+                                          t_ref, single, t2, v_th, cand)
         for e in range(ev + 1, ev_end):
             _add_row(I, Wt[uin[e]])
         if not single:
@@ -477,13 +466,13 @@ def dense_sample(
         t = t_next
     # refractory windows that close by t_max still need their end current
     if n_ref > 0:
-        fa, fc, fi = _stretch_factors(t_max - t, uniform, tm0, ts0, inv_m, inv_s, fac)
+        fa, fc, fi = _stretch_factors(t_max - t, uniform, tm0, ts0)
         if uniform:
             _advance(V, I, zero_row, t, t_max, fa, fc, fi, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
                      tm0, ts0, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
         else:
-            _advance_each(V, I, zero_row, t, t_max, fac, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
-                          tau_mem, tau_syn, inv_m, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
+            _advance_each(V, I, zero_row, t, t_max, ref_list, n_ref, ref_end, ref_spike, in_ref, vfix, flags,
+                          tau_mem, tau_syn, inv_m, inv_s, r_max, v_reset, out_i, out_r, t_ref, False, t_max, v_th, cand)
     if t_ref == 0.0:
         out_r[:count] = math.nan  # zero-length windows were only used for the lazy reset
     return count
