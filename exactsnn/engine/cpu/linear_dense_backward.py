@@ -40,6 +40,7 @@ from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import spike_jump, window_end_term
 from exactsnn.engine.cpu.maths import advance
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
+from exactsnn.neurons.linear import expm_block_into
 
 
 @helper
@@ -49,54 +50,6 @@ def _shared_parameters(tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarr
         if tau_mem[j] != tau_mem[0] or tau_w[j] != tau_w[0] or tau_syn[j] != tau_syn[0] or av[j] != av[0]:
             return False
     return True
-
-
-@helper
-def _expm_block(M: np.ndarray, s: float, out: np.ndarray) -> None:
-    """out = expm(M s) for a 3x3 M with M[2, 0] = M[2, 1] = 0 (every linear neuron's A): the arithmetic of
-    :func:`~exactsnn.neurons.linear.expm_into` (same scaling, terms, stopping rule and squarings, so the same
-    floats), on the seven entries that are not zero, in registers: ~3.5x faster, and the replays compute one
-    propagator per stretch."""
-    m00, m01, m02 = M[0, 0], M[0, 1], M[0, 2]
-    m10, m11, m12 = M[1, 0], M[1, 1], M[1, 2]
-    m22 = M[2, 2]
-    nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
-    h = s
-    sq = 0
-    while nrm > 0.5:
-        nrm *= 0.5
-        h *= 0.5
-        sq += 1
-    o00, o01, o02, o10, o11, o12, o22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
-    a00, a01, a02, a10, a11, a12, a22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
-    for m in range(1, 40):
-        f = h / m
-        b00 = (a00 * m00 + a01 * m10) * f
-        b01 = (a00 * m01 + a01 * m11) * f
-        b02 = (a00 * m02 + a01 * m12 + a02 * m22) * f
-        b10 = (a10 * m00 + a11 * m10) * f
-        b11 = (a10 * m01 + a11 * m11) * f
-        b12 = (a10 * m02 + a11 * m12 + a12 * m22) * f
-        b22 = (a22 * m22) * f
-        a00, a01, a02, a10, a11, a12, a22 = b00, b01, b02, b10, b11, b12, b22
-        o00 += b00
-        o01 += b01
-        o02 += b02
-        o10 += b10
-        o11 += b11
-        o12 += b12
-        o22 += b22
-        big = max(max(max(abs(b00), abs(b01)), max(abs(b02), abs(b10))), max(max(abs(b11), abs(b12)), abs(b22)))
-        if big <= 1e-18:
-            break
-    for _ in range(sq):
-        o00, o01, o02, o10, o11, o12, o22 = (
-            o00 * o00 + o01 * o10, o00 * o01 + o01 * o11, o00 * o02 + o01 * o12 + o02 * o22,
-            o10 * o00 + o11 * o10, o10 * o01 + o11 * o11, o10 * o02 + o11 * o12 + o12 * o22, o22 * o22,
-        )
-    out[0, 0], out[0, 1], out[0, 2] = o00, o01, o02
-    out[1, 0], out[1, 1], out[1, 2] = o10, o11, o12
-    out[2, 0], out[2, 1], out[2, 2] = 0.0, 0.0, o22
 
 
 @helper
@@ -118,7 +71,7 @@ def _forward_stretch(
     if shared and n_ref == 0:
         # the common case: one propagator, no window, a loop the compiler vectorises
         if cache[0] != h:
-            _expm_block(A[0], h, F)
+            expm_block_into(A[0], h, F)
             cache[0] = h
         f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
         for j in range(V.size):
@@ -128,7 +81,7 @@ def _forward_stretch(
             I[j] = f22 * i
         return 0
     if shared and cache[0] != h:
-        _expm_block(A[0], h, F)
+        expm_block_into(A[0], h, F)
         cache[0] = h
     still = 0
     for j in range(V.size):
@@ -152,7 +105,7 @@ def _forward_stretch(
             Wv[j] = F[1, 0] * v + F[1, 1] * w + F[1, 2] * i
             I[j] = F[2, 2] * i
         else:
-            _expm_block(A[j], h, Phi)
+            expm_block_into(A[j], h, Phi)
             v, w, i = V[j], Wv[j], I[j]
             V[j] = Phi[0, 0] * v + Phi[0, 1] * w + Phi[0, 2] * i
             Wv[j] = Phi[1, 0] * v + Phi[1, 1] * w + Phi[1, 2] * i
@@ -169,7 +122,7 @@ def _reverse_stretch(
     """lam of the layer back over h seconds: Phi(h)^T lam, or the window's decay for neurons in ``in_ref``."""
     if shared:
         if cache[0] != h:
-            _expm_block(A[0], h, F)
+            expm_block_into(A[0], h, F)
             cache[0] = h
         f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
         if n_ref == 0:
@@ -196,7 +149,7 @@ def _reverse_stretch(
             lW[j] *= math.exp(-h / tau_w[j])
             lI[j] *= math.exp(-h / tau_syn[j])
         else:
-            _expm_block(A[j], h, Phi)
+            expm_block_into(A[j], h, Phi)
             v, w = lV[j], lW[j]
             lV[j] = Phi[0, 0] * v + Phi[1, 0] * w
             lW[j] = Phi[0, 1] * v + Phi[1, 1] * w
