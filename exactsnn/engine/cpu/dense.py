@@ -28,6 +28,7 @@ import math
 import numpy as np
 from numba.extending import register_jitable
 
+from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import (
@@ -221,7 +222,7 @@ def _list_flags(V: np.ndarray, I: np.ndarray, k: float, v_th: float, flags: np.n
     """
     for j in range(V.size):
         flags[j] = lif_may_reach(V[j], I[j], k, v_th)
-    return _read_flags(flags, cand)
+    return read_flags(flags, cand)
 
 
 @helper
@@ -231,20 +232,7 @@ def _list_flags_each(
     """:func:`_list_flags` with per-neuron k_j = k * inv_m[j] (:func:`_screen_k`)."""
     for j in range(V.size):
         flags[j] = lif_may_reach(V[j], I[j], k * inv_m[j], v_th)
-    return _read_flags(flags, cand)
-
-
-@register_jitable
-def _read_flags(flags: np.ndarray, cand: np.ndarray) -> int:
-    words = flags.view(np.uint64)
-    n_cand = 0
-    for w in range(words.size):
-        if words[w] != 0:
-            for j in range(8 * w, 8 * w + 8):
-                if flags[j]:
-                    cand[n_cand] = j
-                    n_cand += 1
-    return n_cand
+    return read_flags(flags, cand)
 
 
 @register_jitable

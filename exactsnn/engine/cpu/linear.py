@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba.extending import register_jitable
 
-from exactsnn.engine.cpu.dense import _read_flags
+from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.maths import advance, expm_into, may_cross_before, next_spike
@@ -339,7 +339,7 @@ def _shared_pass_uniform(
             in_sp[j] = False
     if not screen or flagged == 0:
         return 0, keep
-    return _read_flags(flags, cand), keep
+    return read_flags(flags, cand), keep
 
 
 @helper
