@@ -62,6 +62,7 @@ import numpy as np
 from numba import njit
 
 from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_factors, lif_rate_tangents, lif_short_stretch
@@ -252,11 +253,7 @@ def dense_backward_sample(
     ie = np.searchsorted(tin, T, side="right") - 1  # inputs after T never reached the layer
     i_s = n_s - 1
     # refractory ends t_k + t_ref < T, in the order of the spikes
-    i_r = -1
-    if t_ref > 0.0:
-        for s in range(n_s):
-            if ts[s] + t_ref < T:
-                i_r = s
+    i_r = last_window_end(ts, t_ref, T)
     lam_V = np.zeros(n)
     lam_I = np.zeros(n)
     stored = np.zeros(n_s)
@@ -264,23 +261,7 @@ def dense_backward_sample(
     inv_m = 1.0 / tm0
     t = T
     while ie >= 0 or i_r >= 0 or i_s >= 0:
-        te = -np.inf
-        if ie >= 0:
-            te = tin[ie]
-        if i_r >= 0 and ts[i_r] + t_ref > te:
-            te = ts[i_r] + t_ref
-        if i_s >= 0 and ts[i_s] > te:
-            te = ts[i_s]
-        # the first index of each stream's block at te
-        e0 = ie
-        while e0 >= 0 and tin[e0] == te:
-            e0 -= 1
-        r0 = i_r
-        while r0 >= 0 and ts[r0] + t_ref == te:
-            r0 -= 1
-        s0 = i_s
-        while s0 >= 0 and ts[s0] == te:
-            s0 -= 1
+        te, e0, r0, s0 = next_block(tin, ie, ts, i_r, i_s, t_ref)
         if fast and te < t and has_rec and ie == e0 and i_r == r0 and i_s == s0 + 1:
             # the common recurrent case, fused: a lone spike after an event-free stretch
             a_m, cf, a_s = lif_factors(t - te, tm0, ts0)

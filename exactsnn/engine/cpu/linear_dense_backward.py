@@ -39,6 +39,7 @@ from numba import njit
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import spike_jump, window_end_term
 from exactsnn.engine.cpu.maths import advance
+from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import expm_block_into
 
@@ -260,30 +261,10 @@ def linear_dense_backward_sample(
     cache[0] = -1.0
     ie = n_in - 1
     i_s = n_s - 1
-    i_r = -1  # window ends t_k + t_ref < T, in the order of the spikes
-    if t_ref > 0.0:
-        for q in range(n_s):
-            if ts_[q] + t_ref < T:
-                i_r = q
+    i_r = last_window_end(ts_, t_ref, T)
     t = T
     while ie >= 0 or i_r >= 0 or i_s >= 0:
-        te = -math.inf
-        if ie >= 0:
-            te = tin[ie]
-        if i_r >= 0 and ts_[i_r] + t_ref > te:
-            te = ts_[i_r] + t_ref
-        if i_s >= 0 and ts_[i_s] > te:
-            te = ts_[i_s]
-        # the first index of each stream's block at te
-        e0 = ie
-        while e0 >= 0 and tin[e0] == te:
-            e0 -= 1
-        r0 = i_r
-        while r0 >= 0 and ts_[r0] + t_ref == te:
-            r0 -= 1
-        s0 = i_s
-        while s0 >= 0 and ts_[s0] == te:
-            s0 -= 1
+        te, e0, r0, s0 = next_block(tin, ie, ts_, i_r, i_s, t_ref)
         if te < t:
             _reverse_stretch(lV, lW, lI, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, F, s1, s2, cache, Phi)
             t = te
