@@ -97,6 +97,19 @@ def crossing_bounds(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_jitable
+def _halvings(nrm: float, s: float) -> tuple[float, int]:
+    """The scaling of scaling and squaring: (h, sq) with h = s / 2^sq, the fewest halvings that bring the norm
+    ``nrm`` of M s to at most 1/2 (halvings are exact, so h and the series below do not depend on how)."""
+    h = s
+    sq = 0
+    while nrm > 0.5:
+        nrm *= 0.5
+        h *= 0.5
+        sq += 1
+    return h, sq
+
+
+@register_jitable
 def expm_block_into(M: np.ndarray, s: float, out: np.ndarray) -> None:
     """out = expm(M s) for a 3x3 M with M[2, 0] = M[2, 1] = 0 (every linear neuron's A): the arithmetic of
     :func:`expm_into` (same scaling, terms, stopping rule and squarings, so the same floats up to the sign of
@@ -105,12 +118,7 @@ def expm_block_into(M: np.ndarray, s: float, out: np.ndarray) -> None:
     m10, m11, m12 = M[1, 0], M[1, 1], M[1, 2]
     m22 = M[2, 2]
     nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
-    h = s
-    sq = 0
-    while nrm > 0.5:
-        nrm *= 0.5
-        h *= 0.5
-        sq += 1
+    h, sq = _halvings(nrm, s)
     o00, o01, o02, o10, o11, o12, o22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
     a00, a01, a02, a10, a11, a12, a22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0
     for m in range(1, 40):
@@ -159,12 +167,7 @@ def expm_into(M: np.ndarray, s: float, out: np.ndarray, t1: np.ndarray, t2: np.n
             r += abs(M[i, j])
         nrm = max(nrm, r)
     nrm *= abs(s)
-    h = s
-    sq = 0
-    while nrm > 0.5:
-        nrm *= 0.5
-        h *= 0.5
-        sq += 1
+    h, sq = _halvings(nrm, s)
     for i in range(k):
         for j in range(k):
             v = 1.0 if i == j else 0.0
@@ -440,12 +443,7 @@ def lam_x_integral(
             r += abs(A[i, j])
         nrm = max(nrm, r)
     nrm *= D
-    h = D
-    sq = 0
-    while nrm > 0.5:
-        nrm *= 0.5
-        h *= 0.5
-        sq += 1
+    h, sq = _halvings(nrm, D)
     # k = 1 term: S_1 = C, coefficient h
     for i in range(3):
         v[i] = x0[i]  # A^k x0 at k = 0
