@@ -62,11 +62,16 @@ def neuron_of(case: Case) -> es.LIF | es.AdLIF:
                     t_ref=case.t_ref)
 
 
-def build(case: Case, spiking_output: bool = False, learn: bool = True):
-    """Network, parameters (hidden layers fire a few spikes per neuron), 2 input samples, labels, t_max."""
+def build(case: Case, spiking_output: bool = False, learn: bool | tuple[str, ...] = True):
+    """Network, parameters (hidden layers fire a few spikes per neuron), 2 input samples, labels, t_max.
+
+    ``learn``: every neuron parameter of the model (True), none (False) or the names given."""
     rng = np.random.default_rng(case.seed)
     nrn = neuron_of(case)
-    names = (ADLIF_LEARN if case.model == "adlif" else ("tau_mem", "tau_syn")) if learn else ()
+    if isinstance(learn, tuple):
+        names = learn
+    else:
+        names = (ADLIF_LEARN if case.model == "adlif" else ("tau_mem", "tau_syn")) if learn else ()
     layers = [es.Layer(n, nrn, recurrent=rec, delays=dl, learn=names) for n, rec, dl in case.hidden]
     if spiking_output:
         layers.append(es.Layer(case.n_out, nrn, delays=case.hidden[-1][2], learn=names))
@@ -101,9 +106,10 @@ def build(case: Case, spiking_output: bool = False, learn: bool = True):
 
 
 @st.composite
-def cases(draw: st.DrawFn, model: str | None = None) -> Case:
+def cases(draw: st.DrawFn, model: str | None = None, delays: bool | None = None) -> Case:
     n_layers = draw(st.integers(1, 2))
-    hidden = tuple((draw(st.integers(2, 4)), draw(st.booleans()), draw(st.booleans())) for _ in range(n_layers))
+    hidden = tuple((draw(st.integers(2, 4)), draw(st.booleans()), draw(st.booleans()) if delays is None else delays)
+                   for _ in range(n_layers))
     m = model or draw(st.sampled_from(["adlif", "adlif", "lif"]))
     return Case(
         hidden=hidden, model=m,
@@ -154,6 +160,18 @@ def test_adlif_first_spike_output_matches_finite_differences(case):
                        seed=case.seed)
     assume(report.n_checked > 0)
     assert report.ok(TOL), explain(report, case, "FirstSpike, spiking_output=True")
+
+
+@settings(max_examples=max(GRAD_EXAMPLES // 2, 5))
+@given(case=cases(model="adlif", delays=False))
+def test_adlif_shared_clock_backward_matches_finite_differences(case):
+    """Delay-free adLIF layers that learn at most b run the shared-clock reverse replay
+    (``linear_dense_backward``; ``test_linear_dense_backward.py`` checks the dispatch): against finite differences."""
+    net, params, batch, labels, t_max = build(case, learn=("b",))
+    report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=2,
+                       groups=all_groups(params, net), seed=case.seed)
+    assume(report.n_checked > 0)
+    assert report.ok(TOL), explain(report, case, "SumExp, learning b only")
 
 
 @settings(max_examples=max(GRAD_EXAMPLES // 2, 5))
