@@ -38,8 +38,9 @@ from numba.extending import register_jitable
 from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.engine.cpu.maths import advance, expm_into, may_cross_before, next_spike
+from exactsnn.engine.cpu.maths import advance, expm_into, next_spike
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
+from exactsnn.neurons.series import layer_norm, propagate_layer
 
 _CROSS = 0
 _FF = 1
@@ -245,39 +246,129 @@ def _may_cross_uniform(
     return np.uint8((v >= v_th) | ((q >= lim) & reach))  # uint8: the pass vectorises (int64 does not)
 
 
+#: rows of the screen table G (:func:`_screen_rows`): P's six entries, A's V row, alpha, lim
+_G_ROWS = 11
+
+
+@helper
+def _screen_rows(A: np.ndarray, P: np.ndarray, bnd: np.ndarray, v_th: float, G: np.ndarray) -> None:
+    """Fill column j of G (11, m) for the first m neurons with what the screen needs of neuron j, as rows
+    p00, p01, p02, p11, p12, p22, a00, a01, a02, alpha, lim (``lim`` = (v_th / beta)^2, -1 when v_th <= 0):
+    contiguous per quantity, so that :func:`_shared_pass_each`'s screen loads them as vectors
+    (m = 1 for a layer with shared parameters: its column 0 serves every neuron)."""
+    for j in range(G.shape[1]):
+        G[0, j] = P[j, 0, 0]
+        G[1, j] = P[j, 0, 1]
+        G[2, j] = P[j, 0, 2]
+        G[3, j] = P[j, 1, 1]
+        G[4, j] = P[j, 1, 2]
+        G[5, j] = P[j, 2, 2]
+        G[6, j] = A[j, 0, 0]
+        G[7, j] = A[j, 0, 1]
+        G[8, j] = A[j, 0, 2]
+        G[9, j] = bnd[j, 1]
+        beta = bnd[j, 0]
+        G[10, j] = v_th * v_th / (beta * beta) if v_th > 0.0 else -1.0
+
+
+@helper
+def _series_rows(A: np.ndarray, C: np.ndarray) -> None:
+    """C (4, n) = rows (m, wa, wd, s) of every neuron's A (1/s): :func:`exactsnn.neurons.series.coefficients`
+    inside the kernel (once per sample)."""
+    for j in range(C.shape[1]):
+        C[0, j] = A[j, 0, 2]
+        C[1, j] = A[j, 1, 0]
+        C[2, j] = -A[j, 1, 1]
+        C[3, j] = -A[j, 2, 2]
+
+
+@register_jitable
+def _may_cross_each(G: np.ndarray, j: int, v: float, w: float, i: float, H: float, v_th: float) -> np.uint8:
+    """:func:`_may_cross_uniform` with neuron j's own P, A and bounds (column j of the table of
+    :func:`_screen_rows`); branch-free, so a loop over j vectorises."""
+    return _may_cross_uniform(v, w, i, G[0, j], G[1, j], G[2, j], G[3, j], G[4, j], G[5, j], G[6, j], G[7, j],
+                              G[8, j], G[9, j], G[10, j], H, v_th)
+
+
+@helper
+def _advance_listed(
+    X: np.ndarray, tl: np.ndarray, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, A: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, Phi: np.ndarray, s1: np.ndarray,
+    s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray, out_r: np.ndarray, spl: np.ndarray, n_sp: int,
+    xsp: np.ndarray,
+) -> None:
+    """Exact state at t1 of every neuron off the layer clock (``spl[:n_sp]``: fired since the last pass, or in a
+    reset window), each by :func:`~exactsnn.neurons.linear.advance` from its own time, into ``xsp[r]``; records
+    I at the end of a window closing by t1. X is not changed (the pass writes these over its own result)."""
+    for r in range(n_sp):
+        j = spl[r]
+        xr = xsp[r]
+        _load(X, j, xr)
+        i_end = advance(xr, tl[j], t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
+                        cache, cPhi, False)
+        if not math.isnan(i_end):
+            out_r[ref_spike[j]] = i_end
+
+
+@helper
+def _write_listed(
+    X: np.ndarray, t1: float, row: np.ndarray, ref_end: np.ndarray, H: float, v_th: float, G: np.ndarray,
+    each: bool, screen: bool, flagged: int, spl: np.ndarray, n_sp: int, in_sp: np.ndarray, xsp: np.ndarray,
+    flags: np.ndarray,
+) -> tuple[int, int]:
+    """Write the states of :func:`_advance_listed` (plus ``row``) over the pass's result and, with ``screen``,
+    screen those neurons again (column j of G with ``each``, else column 0); a listed neuron leaves the list
+    once its window has closed by t1. Returns (flagged count, new n_sp)."""
+    V = X[0]
+    W = X[1]
+    I = X[2]
+    keep = 0
+    for r in range(n_sp):
+        j = spl[r]
+        V[j] = xsp[r, 0]
+        W[j] = xsp[r, 1]
+        I[j] = xsp[r, 2] + row[j]
+        if screen:
+            flagged -= flags[j]
+            if ref_end[j] > t1:
+                f = np.uint8(ref_end[j] < t1 + H)  # held at v_reset until its window ends
+            else:
+                f = _may_cross_each(G, j if each else 0, V[j], W[j], I[j], H, v_th)
+            flags[j] = f
+            flagged += f
+        if ref_end[j] > t1:
+            spl[keep] = j
+            keep += 1
+        else:
+            in_sp[j] = False
+    return flagged, keep
+
+
 @helper
 def _shared_pass_uniform(
     X: np.ndarray, tl: np.ndarray, t0: float, t1: float, row: np.ndarray, ref_end: np.ndarray,
-    ref_spike: np.ndarray, A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
-    av: np.ndarray, v_reset: float, v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray,
-    cache: np.ndarray, cPhi: np.ndarray, out_r: np.ndarray, cand: np.ndarray, screen: bool, spl: np.ndarray,
-    n_sp: int, in_sp: np.ndarray, xsp: np.ndarray, flags: np.ndarray,
+    ref_spike: np.ndarray, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float,
+    v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
+    out_r: np.ndarray, cand: np.ndarray, screen: bool, spl: np.ndarray, n_sp: int, in_sp: np.ndarray,
+    xsp: np.ndarray, flags: np.ndarray, G: np.ndarray,
 ) -> tuple[int, int]:
     """:func:`_shared_pass` when all neurons share A; returns (n_cand, n_sp).
 
     Every neuron on the layer clock t0 is brought to t1 by the one cached propagator in a branch-free pass
-    that also screens it (:func:`_may_cross_uniform`, flags as in the LIF kernel). The few others, listed
-    in ``spl[:n_sp]`` (fired since the last pass, so off the clock, or in a reset window), get their exact
-    state from :func:`~exactsnn.neurons.linear.advance`, computed before the pass from their own state and
-    written over the pass's result, and are screened again; a listed neuron leaves the list once its window
-    has closed by t1. Same operations in the same order as the per-neuron loop: the same bits.
+    that also screens it (:func:`_may_cross_uniform` with column 0 of G, flags as in the LIF kernel). The few
+    others, listed in ``spl[:n_sp]`` (fired since the last pass, so off the clock, or in a reset window), get
+    their exact state from :func:`~exactsnn.neurons.linear.advance`, computed before the pass from their own
+    state and written over the pass's result, and are screened again; a listed neuron leaves the list once its
+    window has closed by t1. Same operations in the same order as the per-neuron loop: the same bits.
     """
     n = X.shape[1]
     V = X[0]
     W = X[1]
     I = X[2]
-    for r in range(n_sp):
-        j = spl[r]
-        xr = xsp[r]
-        _load(X, j, xr)
-        i_end = advance(xr, tl[j], t1, ref_end[j], A[0], tau_w[0], tau_syn[0], av[0], v_reset, Phi, s1, s2,
-                        cache, cPhi, False)
-        if not math.isnan(i_end):
-            out_r[ref_spike[j]] = i_end
-    a00, a01, a02 = A[0, 0, 0], A[0, 0, 1], A[0, 0, 2]
-    p00, p01, p02, p11, p12, p22 = P[0, 0, 0], P[0, 0, 1], P[0, 0, 2], P[0, 1, 1], P[0, 1, 2], P[0, 2, 2]
-    beta, alpha = bnd[0, 0], bnd[0, 1]
-    lim = v_th * v_th / (beta * beta) if v_th > 0.0 else -1.0
+    _advance_listed(X, tl, t1, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, Phi, s1, s2, cache, cPhi,
+                    out_r, spl, n_sp, xsp)
+    p00, p01, p02, p11, p12, p22 = G[0, 0], G[1, 0], G[2, 0], G[3, 0], G[4, 0], G[5, 0]
+    a00, a01, a02, alpha, lim = G[6, 0], G[7, 0], G[8, 0], G[9, 0], G[10, 0]
     h = t1 - t0
     flagged = 0
     if h > 0.0:
@@ -317,26 +408,52 @@ def _shared_pass_uniform(
                                        lim, H, v_th)
                 flags[j] = f
                 flagged += f
-    keep = 0
-    for r in range(n_sp):
-        j = spl[r]
-        V[j] = xsp[r, 0]
-        W[j] = xsp[r, 1]
-        I[j] = xsp[r, 2] + row[j]
-        if screen:
-            flagged -= flags[j]
-            if ref_end[j] > t1:
-                f = np.uint8(ref_end[j] < t1 + H)  # held at v_reset until its window ends
-            else:
-                f = _may_cross_uniform(V[j], W[j], I[j], p00, p01, p02, p11, p12, p22, a00, a01, a02,
-                                       alpha, lim, H, v_th)
+    flagged, keep = _write_listed(X, t1, row, ref_end, H, v_th, G, False, screen, flagged, spl, n_sp, in_sp, xsp,
+                                  flags)
+    if not screen or flagged == 0:
+        return 0, keep
+    return read_flags(flags, cand), keep
+
+
+@helper
+def _shared_pass_each(
+    X: np.ndarray, tl: np.ndarray, t0: float, t1: float, row: np.ndarray, ref_end: np.ndarray,
+    ref_spike: np.ndarray, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float,
+    v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
+    out_r: np.ndarray, cand: np.ndarray, screen: bool, spl: np.ndarray, n_sp: int, in_sp: np.ndarray,
+    xsp: np.ndarray, flags: np.ndarray, G: np.ndarray, C: np.ndarray, nrm: float, Y: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`_shared_pass` when every neuron has its own A; returns (n_cand, n_sp).
+
+    The counterpart of :func:`_shared_pass_uniform` without a shared propagator: the whole layer goes over
+    the stretch at once by :func:`~exactsnn.neurons.series.propagate_layer` (one Taylor series for all neurons,
+    vectorised over them; C (4, n) its rows (m, wa, wd, s), ``nrm`` their :func:`layer_norm`, Y (3, n)
+    scratch), about 10x cheaper than a matrix exponential per neuron; the screen is :func:`_may_cross_each`
+    on G (11, n), branch-free. Neurons off the clock are handled as in the uniform pass (advanced on their
+    own, written over the result). The series and ``expm_block_into`` agree to a few ulps, not bit for bit.
+    """
+    n = X.shape[1]
+    V = X[0]
+    W = X[1]
+    I = X[2]
+    _advance_listed(X, tl, t1, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, Phi, s1, s2, cache, cPhi,
+                    out_r, spl, n_sp, xsp)
+    propagate_layer(X, t1 - t0, C, nrm, Y)  # nothing when t1 == t0
+    flagged = 0
+    if screen:
+        for j in range(n):
+            i = I[j] + row[j]
+            I[j] = i
+            tl[j] = t1
+            f = _may_cross_each(G, j, V[j], W[j], i, H, v_th)
             flags[j] = f
             flagged += f
-        if ref_end[j] > t1:
-            spl[keep] = j
-            keep += 1
-        else:
-            in_sp[j] = False
+    else:
+        for j in range(n):
+            I[j] += row[j]
+            tl[j] = t1
+    flagged, keep = _write_listed(X, t1, row, ref_end, H, v_th, G, True, screen, flagged, spl, n_sp, in_sp, xsp,
+                                  flags)
     if not screen or flagged == 0:
         return 0, keep
     return read_flags(flags, cand), keep
@@ -344,7 +461,7 @@ def _shared_pass_uniform(
 
 @helper
 def _off_clock(j: int, spl: np.ndarray, n_sp: int, in_sp: np.ndarray) -> int:
-    """List neuron j (just fired) for :func:`_shared_pass_uniform`'s own advance; returns the new n_sp."""
+    """List neuron j (just fired) for the shared pass's own advance; returns the new n_sp."""
     if not in_sp[j]:
         in_sp[j] = True
         spl[n_sp] = j
@@ -355,38 +472,23 @@ def _off_clock(j: int, spl: np.ndarray, n_sp: int, in_sp: np.ndarray) -> int:
 @helper
 def _shared_pass(
     X: np.ndarray, tl: np.ndarray, t0: float, t1: float, row: np.ndarray, ref_end: np.ndarray,
-    ref_spike: np.ndarray, A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
-    av: np.ndarray, v_reset: float, v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray,
-    cache: np.ndarray, cPhi: np.ndarray, uniform: bool, out_r: np.ndarray, cand: np.ndarray, screen: bool,
-    spl: np.ndarray, n_sp: int, in_sp: np.ndarray, xsp: np.ndarray, flags: np.ndarray,
+    ref_spike: np.ndarray, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float,
+    v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
+    uniform: bool, out_r: np.ndarray, cand: np.ndarray, screen: bool, spl: np.ndarray, n_sp: int,
+    in_sp: np.ndarray, xsp: np.ndarray, flags: np.ndarray, G: np.ndarray, C: np.ndarray, nrm: float,
+    Y: np.ndarray,
 ) -> tuple[int, int]:
     """Bring every neuron from the layer clock t0 (fired neurons: their own time) to t1 and add ``row`` to I;
     with ``screen``, list the neurons that may cross in [t1, t1 + H] (refractory ones whose window ends
-    inside included). Returns (their number, n_sp): see :func:`_shared_pass_uniform` for ``spl``."""
+    inside included). Returns (their number, n_sp): see :func:`_shared_pass_uniform` for ``spl``; G: the
+    screen table of :func:`_screen_rows`, C, nrm, Y: the series of :func:`_shared_pass_each` (unused when
+    ``uniform``)."""
     if uniform:
-        return _shared_pass_uniform(X, tl, t0, t1, row, ref_end, ref_spike, A, P, bnd, tau_w, tau_syn, av,
-                                    v_reset, v_th, H, Phi, s1, s2, cache, cPhi, out_r, cand, screen, spl, n_sp,
-                                    in_sp, xsp, flags)
-    n_cand = 0
-    x = xsp[0]
-    for j in range(X.shape[1]):
-        _load(X, j, x)
-        i_end = advance(x, tl[j], t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
-                       cache, cPhi, uniform)
-        if not math.isnan(i_end):
-            out_r[ref_spike[j]] = i_end
-        tl[j] = t1
-        x[2] += row[j]
-        _store(x, X, j)
-        if screen:
-            if ref_end[j] > t1:
-                if ref_end[j] < t1 + H:
-                    cand[n_cand] = j
-                    n_cand += 1
-            elif may_cross_before(x, H, A[j], P[j], bnd[j, 0], bnd[j, 1], v_th):
-                cand[n_cand] = j
-                n_cand += 1
-    return n_cand, n_sp
+        return _shared_pass_uniform(X, tl, t0, t1, row, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, v_th,
+                                    H, Phi, s1, s2, cache, cPhi, out_r, cand, screen, spl, n_sp, in_sp, xsp, flags,
+                                    G)
+    return _shared_pass_each(X, tl, t0, t1, row, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, v_th, H, Phi,
+                             s1, s2, cache, cPhi, out_r, cand, screen, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
 
 
 @kernel
@@ -417,6 +519,14 @@ def linear_dense_sample(
     in_sp = np.zeros(n, np.bool_)
     xsp = np.empty((n, 3))
     flags = np.zeros(8 * ((n + 7) // 8), np.uint8)
+    # the screen's table (one column when the neurons share A) and, per-neuron A only, the series' rows
+    n_each = 0 if uniform else n
+    G = np.empty((_G_ROWS, 1 if uniform else n))
+    _screen_rows(A, P, bnd, v_th, G)
+    C = np.empty((4, n_each))
+    _series_rows(A, C)
+    nrm = layer_norm(C)
+    Y = np.empty((3, n_each))
     n_sp = 0
     n_ev = np.searchsorted(tin, t_max, side="right")
     count = 0
@@ -474,15 +584,16 @@ def linear_dense_sample(
                 fired[n_fired] = j
                 n_fired += 1
             # bring the layer to the spike time first, then add the rows of every spike fired there
-            n_cand, n_sp = _shared_pass(X, tl, t, best, Rt[fired[0]], ref_end, ref_spike, A, P, bnd, tau_w,
-                                        tau_syn, av, v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi,
-                                        uniform, out_r, cand, n_fired == 1, spl, n_sp, in_sp, xsp, flags)
+            n_cand, n_sp = _shared_pass(X, tl, t, best, Rt[fired[0]], ref_end, ref_spike, A, tau_w, tau_syn,
+                                        av, v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi, uniform,
+                                        out_r, cand, n_fired == 1, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
             if n_fired > 1:
                 for k in range(1, n_fired):
                     _add_row(X[2], Rt[fired[k]])
-                n_cand, n_sp = _shared_pass(X, tl, best, best, zero_row, ref_end, ref_spike, A, P, bnd, tau_w,
+                n_cand, n_sp = _shared_pass(X, tl, best, best, zero_row, ref_end, ref_spike, A, tau_w,
                                             tau_syn, av, v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi,
-                                            uniform, out_r, cand, True, spl, n_sp, in_sp, xsp, flags)
+                                            uniform, out_r, cand, True, spl, n_sp, in_sp, xsp, flags, G, C, nrm,
+                                            Y)
             t = best
             for k in range(n_cand):
                 j = cand[k]
@@ -496,16 +607,16 @@ def linear_dense_sample(
             ev_end += 1
         t2 = tin[ev_end] if ev_end < n_ev else t_max
         single = ev_end == ev + 1
-        n_cand, n_sp = _shared_pass(X, tl, t, t_next, Wt[uin[ev]], ref_end, ref_spike, A, P, bnd, tau_w, tau_syn,
-                                    av, v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand,
-                                    single, spl, n_sp, in_sp, xsp, flags)
+        n_cand, n_sp = _shared_pass(X, tl, t, t_next, Wt[uin[ev]], ref_end, ref_spike, A, tau_w, tau_syn, av,
+                                    v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform, out_r, cand,
+                                    single, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
         if not single:
             # simultaneous inputs: the layer is at t_next now; add the other rows, then screen once
             for e in range(ev + 1, ev_end):
                 _add_row(X[2], Wt[uin[e]])
-            n_cand, n_sp = _shared_pass(X, tl, t_next, t_next, zero_row, ref_end, ref_spike, A, P, bnd, tau_w,
+            n_cand, n_sp = _shared_pass(X, tl, t_next, t_next, zero_row, ref_end, ref_spike, A, tau_w,
                                         tau_syn, av, v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform,
-                                        out_r, cand, True, spl, n_sp, in_sp, xsp, flags)
+                                        out_r, cand, True, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
         ev = ev_end
         t = t_next
     _close_windows(X[2], tl, ref_end, ref_spike, tau_syn, t_max, out_r)
