@@ -279,9 +279,9 @@ def _linear_layer_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Reverse replay of a linear-kernel layer: (gW, gD, gR, gE, learned neuron-parameter grads, up).
 
-    A delay-free layer that learns no parameter of the system matrix (b at most) runs on the shared-clock
-    replay (:mod:`exactsnn.engine.cpu.linear_dense_backward`, ``up`` filled only with ``want_up``); the others
-    on the arrival-list replay (:mod:`exactsnn.engine.cpu.linear_backward`).
+    A delay-free layer runs on the shared-clock replay (:mod:`exactsnn.engine.cpu.linear_dense_backward`, ``up``
+    filled only with ``want_up``); a layer with delays on the arrival-list replay
+    (:mod:`exactsnn.engine.cpu.linear_backward`).
     """
     from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W
 
@@ -293,19 +293,21 @@ def _linear_layer_backward(
     lin = linear_layer(layer, params.neuron[l])
     delays = layer_plan(layer).delays
     want = any(name != "b" for name in layer.learn)
-    if not delays and not want and not _LINEAR_ARRIVAL_REPLAY[0]:
+    cols = {"tau_mem": G_TAU_MEM, "tau_w": G_TAU_W, "tau_syn": G_TAU_SYN, "a": G_A, "b": G_B}
+    if not delays and not _LINEAR_ARRIVAL_REPLAY[0]:
         bW = np.zeros((n_threads, n_pre, n))
         bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
-        bB = np.zeros((n_threads, n))
+        bP = np.zeros((n_threads, n, 5))
         up = np.zeros(pre.n_events)
         linear_dense_backward_batch(
             pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T), np.ascontiguousarray(R.T),
             layer.recurrent, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem,
-            lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up,
-            bW, bR, bB, up,
+            lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up, want,
+            bW, bR, bP, up,
         )
         gR = bR.sum(axis=0).T.copy() if layer.recurrent else np.zeros((n, n))
-        learned = {"b": bB.sum(axis=0)} if "b" in layer.learn else {}
+        gP = bP.sum(axis=0)
+        learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
         return bW.sum(axis=0).T.copy(), np.zeros((n, n_pre)), gR, np.zeros((n, n)), learned, up
     bW, bR = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n, n))
     # a delay-free layer's delays are not parameters: the kernel leaves these buffers alone
@@ -322,7 +324,6 @@ def _linear_layer_backward(
         rec.t_max, want, bW, bD, bR, bE, bP, up,
     )
     gP = bP.sum(axis=0)
-    cols = {"tau_mem": G_TAU_MEM, "tau_w": G_TAU_W, "tau_syn": G_TAU_SYN, "a": G_A, "b": G_B}
     learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
     return (bW.sum(axis=0).T.copy(), bD.sum(axis=0).T.copy(), bR.sum(axis=0).T.copy(), bE.sum(axis=0).T.copy(),
             learned, up)

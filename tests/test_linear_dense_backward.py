@@ -6,9 +6,10 @@ implement the same EventProp maths with different schedules: on random small adL
 recurrent, one or two hidden layers, t_ref 0 and > 0, v_reset != 0, a and b zero and not, a low threshold so
 that neurons fire a lot, inputs with exactly tied times, several samples, b learned or not) every gradient
 (weights, recurrent weights, b, input times) agrees to ``TOL`` of its group's largest entry: only rounding
-differs (stretches are split at other neurons' events, sums run in another order). Per-neuron parameters
-(which the dispatcher never sends to the new kernel unless they are learned, when the arrival list runs) are
-compared by calling both batch kernels directly on a recording.
+differs (stretches are split at other neurons' events, sums run in another order). Learned per-neuron
+tau_mem, tau_w, tau_syn, a, b (the parameter adjoints of ``exactsnn.neurons.series``: a second, independent
+derivation of the same gradients) are compared through ``es.loss_and_grad``, per-neuron parameters that are
+not learned by calling both batch kernels directly on a recording.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 import exactsnn as es
-from exactsnn.engine.cpu.linear_backward import G_B, linear_backward_batch
+from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
 from exactsnn.engine.simulate import linear_layer
 
@@ -131,27 +132,71 @@ def test_per_neuron_parameters(seed: int):
     Rt = np.ascontiguousarray(R.T)
     down = rng.normal(0.0, 1.0, own.n_events)
     common = (batch.times, batch.units, batch.offsets)
-    gW, gR, gB, up = np.zeros((1, n_pre, n)), np.zeros((1, n, n)), np.zeros((1, n)), np.zeros(batch.n_events)
+    gW, gR, gP, up = np.zeros((1, n_pre, n)), np.zeros((1, n, n)), np.zeros((1, n, 5)), np.zeros(batch.n_events)
     linear_dense_backward_batch(*common, Wt, Rt, layer.recurrent, own.times, own.units, own.offsets, down, lin.A,
                                 lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref,
-                                T_MAX, True, gW, gR, gB, up)
+                                T_MAX, True, True, gW, gR, gP, up)
     rW, rD, rR, rE, rP = (np.zeros((1, n_pre, n)), np.zeros((1, 1, 1)), np.zeros((1, n, n)), np.zeros((1, 1, 1)),
                           np.zeros((1, n, 5)))
     r_up = np.zeros(batch.n_events)
     linear_backward_batch(*common, Wt, np.zeros_like(Wt), Rt, np.zeros_like(Rt), layer.recurrent, False, own.times,
                           own.units, own.offsets, down, lin.A, lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b,
-                          lin.uniform, nrn.v_th, nrn.v_reset, nrn.t_ref, T_MAX, False, rW, rD, rR, rE, rP, r_up)
+                          lin.uniform, nrn.v_th, nrn.v_reset, nrn.t_ref, T_MAX, True, rW, rD, rR, rE, rP, r_up)
     assert _rel_err(gW, rW) <= TOL
-    assert _rel_err(gB[0], rP[0, :, G_B]) <= TOL
+    for col in range(5):  # tau_mem, tau_w, tau_syn, a, b
+        assert _rel_err(gP[0, :, col], rP[0, :, col]) <= TOL, col
     assert _rel_err(up, r_up) <= TOL
     if layer.recurrent:
         assert _rel_err(gR, rR) <= TOL
     assert np.any(gW != 0.0) and np.any(up != 0.0)
 
 
-@pytest.mark.parametrize("learn, delays", [(("tau_mem",), False), (("a", "b"), False), ((), True)])
-def test_learned_system_matrix_or_delays_keep_the_arrival_list(learn, delays, monkeypatch: pytest.MonkeyPatch):
-    """Learning tau_mem, tau_w, tau_syn or a, or having delays: the arrival-list replay, as before."""
+ALL = ("tau_mem", "tau_w", "tau_syn", "a", "b")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_learned_neuron_parameters_equal_arrival_list_replay(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """Every adLIF layer learns tau_mem, tau_w, tau_syn, a, b, spread per neuron x U(0.8, 1.2): all gradients
+    (parameters included) of the shared-clock replay equal those of the arrival-list replay."""
+    kw = _case(seed)
+    net0, params0, batch, labels = build(seed, **kw)
+    layers = [es.Layer(L.size, L.neuron, recurrent=L.recurrent, learn=ALL if isinstance(L.neuron, es.AdLIF) else ())
+              for L in net0.layers]
+    net = es.Network(N_IN, layers)
+    params = net.init(seed=seed)
+    rng = np.random.default_rng(200 + seed)
+    for l, layer in enumerate(layers):
+        params.weights[l][:] = params0.weights[l]
+        if layer.recurrent:
+            params.recurrent_weights[l][:] = params0.recurrent_weights[l]
+        for name in layer.learn:
+            v = params.neuron[l][name]
+            v[:] = rng.uniform(0.0, 0.4, v.size) if name == "b" else v * rng.uniform(0.8, 1.2, v.size)
+    calls = []
+    real = grad_module.linear_dense_backward_batch
+    monkeypatch.setattr(grad_module, "linear_dense_backward_batch", lambda *a: (calls.append(1), real(*a))[1])
+    value, grads, dt_in = es.loss_and_grad(net, params, batch, labels, t_max=T_MAX, input_grad=True)
+    assert len(calls) == len(layers) - 1, "every hidden layer on the shared-clock replay"
+    with grad_module.linear_arrival_replay():
+        ref_value, ref, ref_dt = es.loss_and_grad(net, params, batch, labels, t_max=T_MAX, input_grad=True)
+    assert es.simulate(net, params, batch, T_MAX).spikes[0].n_events >= 40, "the first hidden layer fires"
+    assert value == ref_value
+    groups, ref_groups = grads.groups(), ref.groups()
+    assert groups.keys() == ref_groups.keys()
+    for name, r in ref_groups.items():
+        assert _rel_err(groups[name], r) <= TOL, f"{name}: {_rel_err(groups[name], r):.3g} ({kw})"
+    for name in ALL:
+        assert np.any(grads.neuron[0][name] != 0.0), name
+    assert _rel_err(dt_in, ref_dt) <= TOL, f"input times: {_rel_err(dt_in, ref_dt):.3g} ({kw})"
+
+
+@pytest.mark.parametrize("learn, delays, kernel", [
+    (("tau_mem",), False, "linear_dense_backward_batch"), (("a", "b"), False, "linear_dense_backward_batch"),
+    ((), True, "linear_backward_batch"), (("tau_w",), True, "linear_backward_batch"),
+])
+def test_dispatch(learn, delays, kernel, monkeypatch: pytest.MonkeyPatch):
+    """Delay-free layers (learning neuron parameters or not) take the shared-clock replay, layers with delays
+    the arrival-list one."""
     net = es.Network(N_IN, [es.Layer(4, es.AdLIF(), learn=learn, delays=delays), es.Layer(3, es.LI())])
     params = net.init(seed=0)
     params.weights[0][:] = 3.0
@@ -161,4 +206,4 @@ def test_learned_system_matrix_or_delays_keep_the_arrival_list(learn, delays, mo
         real = getattr(grad_module, name)
         monkeypatch.setattr(grad_module, name, lambda *a, _r=real, _n=name: (used.append(_n), _r(*a))[1])
     es.loss_and_grad(net, params, batch, np.array([0]), t_max=T_MAX)
-    assert used == ["linear_backward_batch"]
+    assert used == [kernel]

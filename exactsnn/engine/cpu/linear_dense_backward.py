@@ -37,11 +37,12 @@ import numpy as np
 from numba import njit
 
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.engine.cpu.linear_backward import spike_jump, window_end_term
+from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
 from exactsnn.engine.cpu.maths import advance
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import expm_block_into
+from exactsnn.neurons.series import N_ADJ, adjoint_layer, layer_norm, propagate_layer
 
 
 @helper
@@ -61,14 +62,17 @@ def _add_row(I: np.ndarray, row: np.ndarray) -> None:
 
 @helper
 def _forward_stretch(
-    V: np.ndarray, Wv: np.ndarray, I: np.ndarray, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray,
-    n_ref: int, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, shared: bool,
+    X: np.ndarray, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, n_ref: int, A: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, shared: bool, C: np.ndarray, nrm: float,
     F: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray,
-    w_end: np.ndarray, I_end: np.ndarray,
+    w_end: np.ndarray, I_end: np.ndarray, Y: np.ndarray, wl: np.ndarray, xw: np.ndarray,
 ) -> int:
-    """Bring the layer's state from t0 to t1; record w and I at every window's end in (t0, t1]. ``n_ref``:
-    neurons whose window is open at t0; returns the number still open at t1."""
+    """Bring the layer's state X (3, n: rows V, w, I) from t0 to t1; record w and I at every window's end in
+    (t0, t1]. ``n_ref``: neurons whose window is open at t0; returns the number still open at t1. Per-neuron
+    parameters: one series pass over the layer (:func:`~exactsnn.neurons.series.propagate_layer`); the neurons
+    in a window are advanced on their own first (``wl``, ``xw``: their list and states) and written over it."""
     h = t1 - t0
+    V, Wv, I = X[0], X[1], X[2]
     if shared and n_ref == 0:
         # the common case: one propagator, no window, a loop the compiler vectorises
         if cache[0] != h:
@@ -85,43 +89,54 @@ def _forward_stretch(
         expm_block_into(A[0], h, F)
         cache[0] = h
     still = 0
+    n_w = 0
     for j in range(V.size):
-        if ref_end[j] > t0:
-            x[0], x[1], x[2] = V[j], Wv[j], I[j]
+        if n_ref > 0 and ref_end[j] > t0:
+            xj = xw[n_w] if not shared else x
+            xj[0], xj[1], xj[2] = V[j], Wv[j], I[j]
             if ref_end[j] > t1:
-                advance(x, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F,
+                advance(xj, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F,
                         False)
                 still += 1
             else:
                 # the window closes inside: its end state, then the free rest of the stretch
-                I_end[ref_spike[j]] = advance(x, t0, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j],
+                I_end[ref_spike[j]] = advance(xj, t0, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j],
                                               v_reset, Phi, s1, s2, cache, F, False)
-                w_end[ref_spike[j]] = x[1]
-                advance(x, ref_end[j], t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache,
-                        F, False)
-            V[j], Wv[j], I[j] = x[0], x[1], x[2]
+                w_end[ref_spike[j]] = xj[1]
+                advance(xj, ref_end[j], t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
+                        cache, F, False)
+            if shared:
+                V[j], Wv[j], I[j] = x[0], x[1], x[2]
+            else:
+                wl[n_w] = j
+                n_w += 1
         elif shared:
             v, w, i = V[j], Wv[j], I[j]
             V[j] = F[0, 0] * v + F[0, 1] * w + F[0, 2] * i
             Wv[j] = F[1, 0] * v + F[1, 1] * w + F[1, 2] * i
             I[j] = F[2, 2] * i
-        else:
-            expm_block_into(A[j], h, Phi)
-            v, w, i = V[j], Wv[j], I[j]
-            V[j] = Phi[0, 0] * v + Phi[0, 1] * w + Phi[0, 2] * i
-            Wv[j] = Phi[1, 0] * v + Phi[1, 1] * w + Phi[1, 2] * i
-            I[j] = Phi[2, 2] * i
+        elif n_ref == 0:
+            break
+    if not shared:
+        propagate_layer(X, h, C, nrm, Y)
+        for r in range(n_w):
+            j = wl[r]
+            V[j], Wv[j], I[j] = xw[r, 0], xw[r, 1], xw[r, 2]
     return still
 
 
 @helper
 def _reverse_stretch(
-    lV: np.ndarray, lW: np.ndarray, lI: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, A: np.ndarray,
-    tau_w: np.ndarray, tau_syn: np.ndarray, shared: bool, F: np.ndarray, s1: np.ndarray, s2: np.ndarray,
-    cache: np.ndarray, Phi: np.ndarray,
+    Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, A: np.ndarray, tau_w: np.ndarray,
+    tau_syn: np.ndarray, shared: bool, params: bool, C: np.ndarray, nrm: float, F: np.ndarray, cache: np.ndarray,
+    Phi: np.ndarray, Y: np.ndarray, wl: np.ndarray, xw: np.ndarray,
 ) -> None:
-    """lam of the layer back over h seconds: Phi(h)^T lam, or the window's decay for neurons in ``in_ref``."""
-    if shared:
+    """The layer's adjoint Z (rows 0-2: lam; with ``params`` rows 3-12 the parameter adjoints of
+    :mod:`exactsnn.neurons.series`) back over h seconds: Phi(h)^T lam (and the block series), or inside a window
+    lam_V = 0 and lam_w, lam_I decay; the parameter adjoints of a neuron in a window are 0, except nu_d (I's
+    flow is the same in and out of windows): nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
+    lV, lW, lI = Z[0], Z[1], Z[2]
+    if shared and not params:
         if cache[0] != h:
             expm_block_into(A[0], h, F)
             cache[0] = h
@@ -145,16 +160,27 @@ def _reverse_stretch(
                 lW[j] = f01 * v + f11 * w
                 lI[j] = f02 * v + f12 * w + f22 * lI[j]
         return
-    for j in range(lV.size):
-        if in_ref[j]:
-            lW[j] *= math.exp(-h / tau_w[j])
-            lI[j] *= math.exp(-h / tau_syn[j])
-        else:
-            expm_block_into(A[j], h, Phi)
-            v, w = lV[j], lW[j]
-            lV[j] = Phi[0, 0] * v + Phi[1, 0] * w
-            lW[j] = Phi[0, 1] * v + Phi[1, 1] * w
-            lI[j] = Phi[0, 2] * v + Phi[1, 2] * w + Phi[2, 2] * lI[j]
+    # per-neuron parameters or parameter adjoints: one series pass; windows on their own, written over it
+    n_w = 0
+    if n_ref > 0:
+        for j in range(lV.size):
+            if in_ref[j]:
+                es = math.exp(-h / tau_syn[j])
+                wl[n_w] = j
+                xw[n_w, 0] = lW[j] * math.exp(-h / tau_w[j])
+                xw[n_w, 1] = lI[j] * es
+                xw[n_w, 2] = es * (Z[12, j] + h * lI[j]) if params else 0.0
+                n_w += 1
+    adjoint_layer(Z, h, C, nrm, Y, params)
+    for r in range(n_w):
+        j = wl[r]
+        lV[j] = 0.0
+        lW[j] = xw[r, 0]
+        lI[j] = xw[r, 1]
+        if params:
+            for q in range(3, 12):
+                Z[q, j] = 0.0
+            Z[12, j] = xw[r, 2]
 
 
 @helper
@@ -175,33 +201,74 @@ def _dot(w: np.ndarray, lI: np.ndarray, lV: np.ndarray, inv_s: np.ndarray, inv_m
     return acc
 
 
+@helper
+def _collect_params(Z: np.ndarray, w: np.ndarray, G: np.ndarray) -> None:
+    """An arrival of row w at every neuron: G[r] += w nu_I of the parameter adjoints (rows 5, 8, 11, 12 of Z)."""
+    for j in range(w.size):
+        wj = w[j]
+        G[0, j] += wj * Z[5, j]
+        G[1, j] += wj * Z[8, j]
+        G[2, j] += wj * Z[11, j]
+        G[3, j] += wj * Z[12, j]
+
+
+@helper
+def _restart(Z: np.ndarray, k: int, v: float, w: float, i: float, G: np.ndarray) -> None:
+    """Neuron k's free segment starts (going back: ends) at state (v, w, i): G += nu . x for the three
+    parameter adjoints that restart, which are then 0 (in the window, or before the spike)."""
+    G[0, k] += Z[3, k] * v + Z[4, k] * w + Z[5, k] * i
+    G[1, k] += Z[6, k] * v + Z[7, k] * w + Z[8, k] * i
+    G[2, k] += Z[9, k] * v + Z[10, k] * w + Z[11, k] * i
+    for q in range(3, 12):
+        Z[q, k] = 0.0
+
+
+@kernel
+def _coefficients(A: np.ndarray) -> np.ndarray:
+    """:func:`exactsnn.neurons.series.coefficients` in the kernel: rows (m, wa, wd, s) of every neuron's A."""
+    n = A.shape[0]
+    C = np.empty((4, n))
+    for j in range(n):
+        C[0, j] = A[j, 0, 2]
+        C[1, j] = A[j, 1, 0]
+        C[2, j] = -A[j, 1, 1]
+        C[3, j] = -A[j, 2, 2]
+    return C
+
+
 @kernel
 def linear_dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
     us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
     av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    gWt: np.ndarray, gRt: np.ndarray, gB: np.ndarray, up: np.ndarray,
+    params: bool, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free linear layer (see the module docstring).
 
     ``A`` (n, 3, 3) and tau_mem, tau_w, tau_syn, a, b (n,) per neuron; ``down[s]``: dL/dt of own spike s from
     outside the layer. Weights and gradients are transposed ([pre, post]): dL/dW is added into gWt (n_pre, n),
-    dL/dR into gRt (n, n), dL/db into gB (n,), and with ``want_up`` dL/dt of input event e into up[e].
+    dL/dR into gRt (n, n), dL/db into gP[:, G_B] (gP: (n, 5), columns of
+    :mod:`~exactsnn.engine.cpu.linear_backward`), with ``params`` dL/dtau_mem, dL/dtau_w, dL/dtau_syn, dL/da into
+    its other columns, and with ``want_up`` dL/dt of input event e into up[e].
     """
     n = Wt.shape[1]
     n_s = ts_.size
     n_in = np.searchsorted(tin, T, side="right")  # inputs after T never reached the layer
     shared = _shared_parameters(tau_mem, tau_w, tau_syn, av)
+    C = _coefficients(A)
+    nrm = layer_norm(C)
     F = np.empty((3, 3))
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
     s2 = np.empty((3, 3))
     x = np.empty(3)
     cache = np.full(1, -1.0)
+    wl = np.empty(n, np.int64)
+    xw = np.empty((n, 3))
     # ---- (1) forward replay: w and I just before each spike and at each window's end
-    V = np.zeros(n)
-    Wv = np.zeros(n)
-    I = np.zeros(n)
+    X = np.zeros((3, n))
+    Y = np.empty((N_ADJ, n))
+    V, Wv, I = X[0], X[1], X[2]
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
     w_spk = np.empty(n_s)
@@ -217,8 +284,8 @@ def linear_dense_backward_sample(
         if s < n_s and ts_[s] <= te:
             te = ts_[s]
         if te > t:
-            n_ref = _forward_stretch(V, Wv, I, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset,
-                                     shared, F, s1, s2, cache, Phi, x, w_end, I_end)
+            n_ref = _forward_stretch(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, shared, C,
+                                     nrm, F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
             t = te
         s_first = s
         while s < n_s and ts_[s] == te:
@@ -245,9 +312,9 @@ def linear_dense_backward_sample(
                                           Phi, s1, s2, cache, F, False)
             w_end[ref_spike[j]] = x[1]
     # ---- (2) reverse replay
-    lV = np.zeros(n)
-    lW = np.zeros(n)
-    lI = np.zeros(n)
+    Z = np.zeros((N_ADJ if params else 3, n))
+    lV, lW, lI = Z[0], Z[1], Z[2]
+    G = np.zeros((4, n))  # sum of nu . injection: g, a1, b, d (module docstring of exactsnn.neurons.series)
     inv_m = 1.0 / tau_mem
     inv_s = 1.0 / tau_syn
     in_ref = np.zeros(n, np.bool_)
@@ -266,33 +333,53 @@ def linear_dense_backward_sample(
     while ie >= 0 or i_r >= 0 or i_s >= 0:
         te, e0, r0, s0 = next_block(tin, ie, ts_, i_r, i_s, t_ref)
         if te < t:
-            _reverse_stretch(lV, lW, lI, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, F, s1, s2, cache, Phi)
+            _reverse_stretch(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, params, C, nrm, F, cache, Phi, Y,
+                             wl, xw)
             t = te
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
                 k = us_[q]
                 _collect(lI, gRt[k])
                 rec_down[q] = _dot(Rt[k], lI, lV, inv_s, inv_m)
+                if params:
+                    _collect_params(Z, Rt[k], G)
         for q in range(e0 + 1, ie + 1):
             u = uin[q]
             _collect(lI, gWt[u])
             if want_up:
                 up[q] += _dot(Wt[u], lI, lV, inv_s, inv_m)
+            if params:
+                _collect_params(Z, Wt[u], G)
         for q in range(i_r, r0, -1):
             k = us_[q]
             stored[q] = window_end_term(lV[k], I_end[q], w_end[q], v_reset, tau_mem[k])
+            if params:
+                _restart(Z, k, v_reset, w_end[q], I_end[q], G)
+                # the window's own terms (V held): lam_w (w - a v_reset) is constant over it
+                wd = 1.0 / tau_w[k]
+                gP[k, G_TAU_W] += lW[k] * (w_end[q] - av[k] * v_reset) * t_ref * wd * wd
+                gP[k, G_A] += lW[k] * v_reset * -math.expm1(-t_ref * wd)
             lV[k] = 0.0
             in_ref[k] = True
             n_ref += 1
         for q in range(i_s, s0, -1):
             k = us_[q]
-            gB[k] += lW[k]
+            gP[k, G_B] += lW[k]
+            if params and t_ref == 0.0:
+                _restart(Z, k, v_reset, w_spk[q] + bv[k], I_spk[q], G)
             lV[k] = spike_jump(lV[k], lW[k], I_spk[q], w_spk[q], stored[q], t_ref, down[q], rec_down[q], tau_mem[k],
                                tau_w[k], av[k], bv[k], v_th, v_reset)
             if in_ref[k]:
                 in_ref[k] = False
                 n_ref -= 1
         ie, i_r, i_s = e0, r0, s0
+    if params:
+        for j in range(n):
+            m, wa, wd, sj = C[0, j], C[1, j], C[2, j], C[3, j]
+            gP[j, G_TAU_MEM] += m * m * G[0, j]
+            gP[j, G_A] += wd * G[1, j]
+            gP[j, G_TAU_W] += wd * (wd * G[2, j] - wa * G[1, j])
+            gP[j, G_TAU_SYN] += sj * sj * G[3, j]
 
 
 @threaded_driver
@@ -300,18 +387,19 @@ def linear_dense_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, down: np.ndarray, A: np.ndarray,
     tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float,
-    v_reset: float, t_ref: float, T: float, want_up: bool, gWt: np.ndarray, gRt: np.ndarray, gB: np.ndarray,
-    up: np.ndarray,
+    v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, gWt: np.ndarray, gRt: np.ndarray,
+    gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """:func:`linear_dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
-    gWt, gRt, gB have a leading per-thread axis."""
+    gWt, gRt, gP have a leading per-thread axis."""
 
     def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi], A,
-            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, gWt[t], gRt[t], gB[t], up[lo:hi],
+            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, gWt[t], gRt[t], gP[t],
+            up[lo:hi],
         )
 
     for_each_sample(work, offsets.size - 1)
