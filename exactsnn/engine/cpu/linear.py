@@ -26,6 +26,9 @@ The shared-clock kernel keeps the layer state as three contiguous rows (V, w, I)
 parameters its pass over the layer (one cached propagator, the screen written as flags) vectorises;
 the few neurons off the clock (fired since the last pass, or inside a reset window) are advanced on
 their own and written over the pass's result (bit-identical to a per-neuron loop; ~1.8x faster pass).
+With per-neuron parameters the same pass brings the layer over by one Taylor series summed for all
+neurons at once (:func:`exactsnn.neurons.series.propagate_layer`) and screens with per-neuron tables:
+~10x faster than a matrix exponential per neuron per input, spike times equal to a few ulps.
 """
 
 from __future__ import annotations
@@ -246,6 +249,11 @@ def _may_cross_uniform(
     return np.uint8((v >= v_th) | ((q >= lim) & reach))  # uint8: the pass vectorises (int64 does not)
 
 
+#: longest stretch (times the layer norm of A) that :func:`_shared_pass_each` brings over by the layer-wide
+#: series; beyond it (16 or more halved pieces) a matrix exponential per neuron is cheaper (measured with n = 256:
+#: 75 vs 186 ns per neuron at h L = 2.5, 190 vs 183 at 7.5, 680 vs 190 at 25)
+_SERIES_MAX_HL = 4.0
+
 #: rows of the screen table G (:func:`_screen_rows`): P's six entries, A's V row, alpha, lim
 _G_ROWS = 11
 
@@ -428,9 +436,11 @@ def _shared_pass_each(
     The counterpart of :func:`_shared_pass_uniform` without a shared propagator: the whole layer goes over
     the stretch at once by :func:`~exactsnn.neurons.series.propagate_layer` (one Taylor series for all neurons,
     vectorised over them; C (4, n) its rows (m, wa, wd, s), ``nrm`` their :func:`layer_norm`, Y (3, n)
-    scratch), about 10x cheaper than a matrix exponential per neuron; the screen is :func:`_may_cross_each`
-    on G (11, n), branch-free. Neurons off the clock are handled as in the uniform pass (advanced on their
-    own, written over the result). The series and ``expm_block_into`` agree to a few ulps, not bit for bit.
+    scratch), 7-20 ns per neuron against 70-190 ns for a matrix exponential per neuron, for stretches up to
+    :data:`_SERIES_MAX_HL` / nrm (longer ones, rare between inputs, take the per-neuron exponential; row n of
+    ``xsp`` is its scratch); the screen is :func:`_may_cross_each` on G (11, n), branch-free. Neurons off the
+    clock are handled as in the uniform pass (advanced on their own, written over the result). The series and
+    ``expm_block_into`` agree to a few ulps, not bit for bit.
     """
     n = X.shape[1]
     V = X[0]
@@ -438,7 +448,16 @@ def _shared_pass_each(
     I = X[2]
     _advance_listed(X, tl, t1, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, Phi, s1, s2, cache, cPhi,
                     out_r, spl, n_sp, xsp)
-    propagate_layer(X, t1 - t0, C, nrm, Y)  # nothing when t1 == t0
+    h = t1 - t0
+    if h * nrm <= _SERIES_MAX_HL:
+        propagate_layer(X, h, C, nrm, Y)  # nothing when h == 0
+    else:  # a long stretch: the series' 2^q pieces would cost more than a matrix exponential per neuron
+        x = xsp[n]  # the spare row
+        for j in range(n):
+            _load(X, j, x)
+            advance(x, t0, t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, cPhi,
+                    False)
+            _store(x, X, j)
     flagged = 0
     if screen:
         for j in range(n):
@@ -517,7 +536,7 @@ def linear_dense_sample(
     # neurons off the shared clock (see _shared_pass_uniform) and the screen's flags (padding stays 0)
     spl = np.empty(n, np.int64)
     in_sp = np.zeros(n, np.bool_)
-    xsp = np.empty((n, 3))
+    xsp = np.empty((n + 1, 3))  # row n: scratch of _shared_pass_each
     flags = np.zeros(8 * ((n + 7) // 8), np.uint8)
     # the screen's table (one column when the neurons share A) and, per-neuron A only, the series' rows
     n_each = 0 if uniform else n
