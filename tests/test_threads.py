@@ -114,6 +114,11 @@ KINDS = [
     # a refractory window, v_reset != 0, learned b
     Kind("adlif_shared_clock", (es.Layer(5, _adlif(t_ref=1e-3, v_reset=0.1)),
                                 es.Layer(4, _adlif(a=0.5), recurrent=True, learn=("b",)))),
+    # delay-free adLIF learning neuron parameters (the parameter adjoints of linear_dense_backward): refractory
+    # windows, v_reset != 0, a layer above another, every parameter including tau_syn
+    Kind("adlif_learn_shared_clock", (
+        es.Layer(5, _adlif(t_ref=1e-3, v_reset=0.1), learn=("tau_mem", "tau_w", "tau_syn", "a", "b")),
+        es.Layer(4, _adlif(a=0.5, t_ref=1e-3), recurrent=True, learn=ADLIF_LEARN))),
     Kind("first_spike", (es.Layer(5, _lif(), recurrent=True),), spiking_output=True, loss=es.losses.FirstSpike()),
     Kind("first_spike_adlif_delays", (es.Layer(5, _adlif(), delays=True),), spiking_output=True,
          loss=es.losses.FirstSpike()),
@@ -307,7 +312,7 @@ def _parallel_kernels() -> list[tuple[object, str, object]]:
 @needs_two
 @pytest.mark.parametrize("kind_name", [k.name for k in KINDS if k.name in (
     "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec", "lif_learn_taus",
-    "lif_learn_taus_refractory", "adlif_shared_clock")])
+    "lif_learn_taus_refractory", "adlif_shared_clock", "adlif_learn_shared_clock")])
 def test_kernels_run_with_two_threads_and_fill_both_thread_buffers(kind_name: str, monkeypatch: pytest.MonkeyPatch):
     """Spy on every parallel kernel called by simulate / loss_and_grad / Recording.voltage: each runs with two
     Numba threads in effect, and each reverse replay gets a gradient buffer per thread (leading axis 2) and both

@@ -8,13 +8,14 @@ together, term by term, in loops the compiler vectorises (Horner form, one matri
     expm(A h) x = x + h A (x + h A/2 (x + ... (x + h A/k x)))
 
 with one term count k for the whole layer, chosen from L = max_j ||A_j||_inf so that (h L)^k / k! <= 1e-18
-(the stopping rule of ``expm_block_into``). A stretch with h L > 1/2 is cut into 2^q equal pieces (exact
-halvings) of at most 1/2 each, so k <= 17. Truncation and rounding stay at a few ulps, as for
-``expm_block_into``; no eigenvalues, so coincident time constants and complex (oscillating) modes need no
-special case.
+(the stopping rule of ``expm_block_into``; the adjoints of the reverse replay, which only make gradients, stop
+at the unit roundoff 2^-53 instead: one term fewer on the typical stretch). A stretch with h L > 1/2 is cut
+into 2^q equal pieces (exact halvings) of at most 1/2 each, so k <= 17. Truncation and rounding stay at a few
+ulps, as for ``expm_block_into``; no eigenvalues, so coincident time constants and complex (oscillating) modes
+need no special case.
 
-Each neuron's A is held as four rows of a (4, n) array C: m = 1/tau_mem, wa = a/tau_w, wd = 1/tau_w,
-s = 1/tau_syn (A = [[-m, -m, m], [wa, -wd, 0], [0, 0, -s]], units 1/s).
+Each neuron's A is held in the rows of a (8, n) array C: m = 1/tau_mem, wa = a/tau_w, wd = 1/tau_w,
+s = 1/tau_syn (A = [[-m, -m, m], [wa, -wd, 0], [0, 0, -s]], units 1/s), then -m, -wd, -s and ones.
 
 Parameter gradients of the reverse replay (the maths of :mod:`exactsnn.engine.cpu.linear_dense_backward`).
 Between a neuron's restarts (t = 0, the end of a reset window, or the spike itself without one) its state is
@@ -43,12 +44,15 @@ __all__ = ["coefficients", "layer_norm", "series_terms", "propagate_layer", "adj
 
 #: rows of the adjoint block of :func:`adjoint_layer`: lam (3), nu_g (3), nu_a1 (3), nu_b (3), nu_d (1)
 N_ADJ = 13
-TERM_TOL = 1e-18
+TERM_TOL = 1e-18  # propagation (spike times): the stopping rule of expm_block_into
+ADJ_TOL = 2.0**-53  # adjoints (gradients only): truncation below the unit roundoff
 
 
 def coefficients(A: np.ndarray) -> np.ndarray:
-    """The (4, n) rows (m, wa, wd, s) of every neuron's A (n, 3, 3), 1/s."""
-    return np.ascontiguousarray(np.stack([A[:, 0, 2], A[:, 1, 0], -A[:, 1, 1], -A[:, 2, 2]]))
+    """The (8, n) rows (m, wa, wd, s, -m, -wd, -s, 1) of every neuron's A (n, 3, 3), 1/s (the negated rows and
+    the ones serve :func:`adjoint_layer`'s row loops)."""
+    m, wa, wd, s = A[:, 0, 2], A[:, 1, 0], -A[:, 1, 1], -A[:, 2, 2]
+    return np.ascontiguousarray(np.stack([m, wa, wd, s, -m, -wd, -s, np.ones_like(m)]))
 
 
 @register_jitable
@@ -61,21 +65,21 @@ def layer_norm(C: np.ndarray) -> float:
 
 
 @register_jitable
-def series_terms(x: float) -> int:
-    """Terms k after the first so that x^k / k! <= 1e-18 (x = h L <= 1/2: k <= 17)."""
+def series_terms(x: float, tol: float = TERM_TOL) -> int:
+    """Terms k after the first so that x^k / k! <= tol (x = h L <= 1/2 and tol = 1e-18: k <= 17)."""
     t = 1.0
     k = 0
-    while t > TERM_TOL:
+    while t > tol:
         k += 1
         t *= x / k
     return k
 
 
 @register_jitable
-def _pieces(h: float, nrm: float) -> tuple[float, int, int]:
+def _pieces(h: float, nrm: float, tol: float) -> tuple[float, int, int]:
     """(piece length, number of pieces, terms per piece) of a stretch of h seconds."""
     hp, sq = _halvings(nrm * h, h)
-    return hp, 1 << sq, series_terms(nrm * hp)
+    return hp, 1 << sq, series_terms(nrm * hp, tol)
 
 
 @register_jitable
@@ -84,7 +88,7 @@ def propagate_layer(X: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.nd
     Y: (3, n) scratch."""
     if h <= 0.0:
         return
-    hp, pieces, k = _pieces(h, nrm)
+    hp, pieces, k = _pieces(h, nrm, TERM_TOL)
     n = X.shape[1]
     m, wa, wd, s = C[0], C[1], C[2], C[3]
     V, W, I = X[0], X[1], X[2]
@@ -108,49 +112,63 @@ def propagate_layer(X: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.nd
 
 
 @register_jitable
-def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndarray, params: bool) -> None:
+def _row(out: np.ndarray, z: np.ndarray, f: float, c1: np.ndarray, y1: np.ndarray, c2: np.ndarray, y2: np.ndarray,
+         e3: float, y3: np.ndarray) -> None:
+    """out = z + f (c1 y1 + c2 y2 + e3 y3) elementwise: one row of one Horner step. One row per loop keeps each
+    loop to seven arrays, few enough for the compiler's overlap checks, so that it is vectorised (one loop over
+    all thirteen rows is not)."""
+    for j in range(out.size):
+        out[j] = z[j] + f * (c1[j] * y1[j] + c2[j] * y2[j] + e3 * y3[j])
+
+
+@register_jitable
+def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray,
+                  params: bool) -> None:
     """Z (N_ADJ, n) back over a stretch of h seconds for every neuron: rows 0-2 lam <- expm(A^T h) lam and,
-    with ``params``, rows 3-12 the parameter adjoints (module docstring) <- their block series. Y: scratch
-    of Z's shape."""
+    with ``params``, rows 3-12 the parameter adjoints (module docstring) <- their block series. C: the (8, n)
+    rows of :func:`coefficients`; Y, Y2: scratch of Z's shape."""
     if h <= 0.0:
         return
-    hp, pieces, k = _pieces(h, nrm)
+    hp, pieces, k = _pieces(h, nrm, ADJ_TOL)
     n = Z.shape[1]
     rows = N_ADJ if params else 3
     m, wa, wd, s = C[0], C[1], C[2], C[3]
+    nm, nwd, ns, one = C[4], C[5], C[6], C[7]
     for _ in range(pieces):
         for r in range(rows):
             for j in range(n):
                 Y[r, j] = Z[r, j]
-        for i in range(k, 0, -1):
-            f = hp / i
-            if params:
-                for j in range(n):
-                    mj, waj, wdj, sj = m[j], wa[j], wd[j], s[j]
-                    lv, lw, li = Y[0, j], Y[1, j], Y[2, j]
-                    Y[0, j] = Z[0, j] + f * (waj * lw - mj * lv)
-                    Y[1, j] = Z[1, j] - f * (mj * lv + wdj * lw)
-                    Y[2, j] = Z[2, j] + f * (mj * lv - sj * li)
-                    gv, gw, gi = Y[3, j], Y[4, j], Y[5, j]
-                    Y[3, j] = Z[3, j] + f * (waj * gw - mj * gv + lv)
-                    Y[4, j] = Z[4, j] - f * (mj * gv + wdj * gw - lv)
-                    Y[5, j] = Z[5, j] + f * (mj * gv - sj * gi - lv)
-                    av, aw, ai = Y[6, j], Y[7, j], Y[8, j]
-                    Y[6, j] = Z[6, j] + f * (waj * aw - mj * av + lw)
-                    Y[7, j] = Z[7, j] - f * (mj * av + wdj * aw)
-                    Y[8, j] = Z[8, j] + f * (mj * av - sj * ai)
-                    bv, bw, bi = Y[9, j], Y[10, j], Y[11, j]
-                    Y[9, j] = Z[9, j] + f * (waj * bw - mj * bv)
-                    Y[10, j] = Z[10, j] - f * (mj * bv + wdj * bw - lw)
-                    Y[11, j] = Z[11, j] + f * (mj * bv - sj * bi)
-                    Y[12, j] = Z[12, j] + f * (li - sj * Y[12, j])
-            else:
+        if not params:
+            for i in range(k, 0, -1):
+                f = hp / i
                 for j in range(n):
                     mj = m[j]
                     lv, lw, li = Y[0, j], Y[1, j], Y[2, j]
                     Y[0, j] = Z[0, j] + f * (wa[j] * lw - mj * lv)
                     Y[1, j] = Z[1, j] - f * (mj * lv + wd[j] * lw)
                     Y[2, j] = Z[2, j] + f * (mj * lv - s[j] * li)
-        for r in range(rows):
+            for r in range(3):
+                for j in range(n):
+                    Z[r, j] = Y[r, j]
+            continue
+        Ya, Yb = Y, Y2
+        for i in range(k, 0, -1):
+            f = hp / i
+            # lam, then nu_g (source lam_V (1, 1, -1)), nu_a1 (lam_w e_V), nu_b (lam_w e_w), nu_d (lam_I)
+            _row(Yb[0], Z[0], f, wa, Ya[1], nm, Ya[0], 0.0, Ya[0])
+            _row(Yb[1], Z[1], f, nm, Ya[0], nwd, Ya[1], 0.0, Ya[0])
+            _row(Yb[2], Z[2], f, m, Ya[0], ns, Ya[2], 0.0, Ya[0])
+            _row(Yb[3], Z[3], f, wa, Ya[4], nm, Ya[3], 1.0, Ya[0])
+            _row(Yb[4], Z[4], f, nm, Ya[3], nwd, Ya[4], 1.0, Ya[0])
+            _row(Yb[5], Z[5], f, m, Ya[3], ns, Ya[5], -1.0, Ya[0])
+            _row(Yb[6], Z[6], f, wa, Ya[7], nm, Ya[6], 1.0, Ya[1])
+            _row(Yb[7], Z[7], f, nm, Ya[6], nwd, Ya[7], 0.0, Ya[1])
+            _row(Yb[8], Z[8], f, m, Ya[6], ns, Ya[8], 0.0, Ya[1])
+            _row(Yb[9], Z[9], f, wa, Ya[10], nm, Ya[9], 0.0, Ya[1])
+            _row(Yb[10], Z[10], f, nm, Ya[9], nwd, Ya[10], 1.0, Ya[1])
+            _row(Yb[11], Z[11], f, m, Ya[9], ns, Ya[11], 0.0, Ya[1])
+            _row(Yb[12], Z[12], f, ns, Ya[12], one, Ya[2], 0.0, Ya[2])
+            Ya, Yb = Yb, Ya
+        for r in range(N_ADJ):
             for j in range(n):
-                Z[r, j] = Y[r, j]
+                Z[r, j] = Ya[r, j]

@@ -7,26 +7,38 @@ replay. The schedule is that of the LIF shared-clock replay
 (:func:`exactsnn.engine.cpu.backward.dense_backward_sample`): without delays every input reaches every neuron
 at once, so the whole layer is brought from event to event together and nothing is listed per arrival.
 
-Used for layers without delays that learn no parameter of the system matrix A (tau_mem, tau_w, tau_syn, a);
-learning b is fine (dL/db = sum of lam_w(t_k^+) over the neuron's spikes). Otherwise
-:mod:`exactsnn.engine.cpu.linear_backward`.
+Used for every layer without delays (layers with delays: :mod:`exactsnn.engine.cpu.linear_backward`). Learned
+tau_mem, tau_w, tau_syn, a: dL/dp = integral lam^T (dA/dp) x dt needs the forward state, which this replay does not
+keep per stretch; instead each neuron carries parameter adjoints nu (:mod:`exactsnn.neurons.series`: three 3-vectors
+and a scalar serve all four parameters) back with lam, and the integral is collected where x receives something:
+W nu_I at every arrival, nu . x(t_r) where a free segment starts (the end of a refractory window, state
+(v_reset, w_e, I_e), or the spike itself without one, state (v_reset, w^- + b, I^-)), after which nu restarts
+from 0. Inside a window V is held, so its own terms are in closed form (lam_w (w - a v_reset) is constant there)::
+
+    dL/dtau_w += lam_w(t_e) (w_e - a v_reset) t_ref / tau_w^2     dL/da += lam_w(t_e) v_reset (1 - e^{-t_ref/tau_w})
+
+and I's flow (the same in and out of windows) makes nu_d (tau_syn) a scalar that never restarts. Learning b is
+dL/db = sum of lam_w(t_k^+) over the neuron's spikes. With per-neuron parameters (learned or not) the layer goes
+over each stretch in one series pass (:func:`~exactsnn.neurons.series.propagate_layer`, ``adjoint_layer``), the
+neurons in a window on their own.
 
 Per sample, over three time-ordered event streams (inputs, refractory ends, own spikes):
 
 1. Forward replay with the known spike times (no crossing search): the layer's state x = (V, w, I) goes
    over each stretch of length h between consecutive inputs / spikes by Phi(h) = expm(A h) (one cached 3x3
-   for the whole layer when the neurons share their parameters, one per neuron otherwise); a neuron in a
+   for the whole layer when the neurons share their parameters, the series pass otherwise); a neuron in a
    refractory window follows the window's closed form up to its end. Only what the jumps need is kept:
    w and I just before each spike and at the end of its window.
 2. Reverse replay: lam = (lam_V, lam_w, lam_I) = dL/dx of the whole layer goes back over each stretch by
-   Phi(h)^T (7 multiply-adds per neuron: I feeds V and w but nothing feeds I), or inside a window by
+   Phi(h)^T (7 multiply-adds per neuron: I feeds V and w but nothing feeds I; with learned parameters lam and
+   nu together by the block series), or inside a window by
    lam_V = 0, lam_w *= e^{-h/tau_w}, lam_I *= e^{-h/tau_syn}. An input adds lam_I to its dL/dW row and, when
    asked, W . (lam_I/tau_syn - lam_V/tau_mem) to its dL/dt; a window's end stores its S and sets lam_V = 0;
    a spike collects its zero-delay recurrent arrivals (after the spike in the forward pass), then lam_V jumps.
 
 At equal times the forward order is spikes, window ends, inputs, recurrent arrivals (that of
 :mod:`exactsnn.engine.cpu.linear_backward`); the reverse replay takes the reverse. Memory: the layer's state
-and adjoint (6 floats per neuron) and 6 floats per spike; no per-arrival list.
+and adjoint (6 floats per neuron, 16 with learned parameters) and 6 floats per spike; no per-arrival list.
 """
 
 from __future__ import annotations
@@ -129,7 +141,7 @@ def _forward_stretch(
 def _reverse_stretch(
     Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, A: np.ndarray, tau_w: np.ndarray,
     tau_syn: np.ndarray, shared: bool, params: bool, C: np.ndarray, nrm: float, F: np.ndarray, cache: np.ndarray,
-    Phi: np.ndarray, Y: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+    Phi: np.ndarray, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
 ) -> None:
     """The layer's adjoint Z (rows 0-2: lam; with ``params`` rows 3-12 the parameter adjoints of
     :mod:`exactsnn.neurons.series`) back over h seconds: Phi(h)^T lam (and the block series), or inside a window
@@ -171,7 +183,7 @@ def _reverse_stretch(
                 xw[n_w, 1] = lI[j] * es
                 xw[n_w, 2] = es * (Z[12, j] + h * lI[j]) if params else 0.0
                 n_w += 1
-    adjoint_layer(Z, h, C, nrm, Y, params)
+    adjoint_layer(Z, h, C, nrm, Y, Y2, params)
     for r in range(n_w):
         j = wl[r]
         lV[j] = 0.0
@@ -227,12 +239,16 @@ def _restart(Z: np.ndarray, k: int, v: float, w: float, i: float, G: np.ndarray)
 def _coefficients(A: np.ndarray) -> np.ndarray:
     """:func:`exactsnn.neurons.series.coefficients` in the kernel: rows (m, wa, wd, s) of every neuron's A."""
     n = A.shape[0]
-    C = np.empty((4, n))
+    C = np.empty((8, n))
     for j in range(n):
         C[0, j] = A[j, 0, 2]
         C[1, j] = A[j, 1, 0]
         C[2, j] = -A[j, 1, 1]
         C[3, j] = -A[j, 2, 2]
+        C[4, j] = -C[0, j]
+        C[5, j] = -C[2, j]
+        C[6, j] = -C[3, j]
+        C[7, j] = 1.0
     return C
 
 
@@ -268,6 +284,7 @@ def linear_dense_backward_sample(
     # ---- (1) forward replay: w and I just before each spike and at each window's end
     X = np.zeros((3, n))
     Y = np.empty((N_ADJ, n))
+    Y2 = np.empty((N_ADJ, n))
     V, Wv, I = X[0], X[1], X[2]
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
@@ -334,7 +351,7 @@ def linear_dense_backward_sample(
         te, e0, r0, s0 = next_block(tin, ie, ts_, i_r, i_s, t_ref)
         if te < t:
             _reverse_stretch(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, params, C, nrm, F, cache, Phi, Y,
-                             wl, xw)
+                             Y2, wl, xw)
             t = te
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
