@@ -281,8 +281,9 @@ def _screen_rows(A: np.ndarray, P: np.ndarray, bnd: np.ndarray, v_th: float, G: 
 
 @helper
 def _series_rows(A: np.ndarray, C: np.ndarray) -> None:
-    """C (4, n) = rows (m, wa, wd, s) of every neuron's A (1/s): :func:`exactsnn.neurons.series.coefficients`
-    inside the kernel (once per sample)."""
+    """C (4, n) = rows (m, wa, wd, s) of every neuron's A (1/s): the first four rows of
+    :func:`exactsnn.neurons.series.coefficients` (all that ``propagate_layer`` and ``layer_norm`` read), inside
+    the kernel (once per sample)."""
     for j in range(C.shape[1]):
         C[0, j] = A[j, 0, 2]
         C[1, j] = A[j, 1, 0]
