@@ -111,6 +111,19 @@ def propagate_layer(X: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.nd
             I[j] = Yi[j]
 
 
+#: the rows of one Horner step of adjoint_layer, out = z + f (c1 y1 + c2 y2 + e3 y3), as (out, c1, y1, c2, y2,
+#: e3, y3) with c = rows of C (0 m, 1 wa, 2 wd, 3 s, 4 -m, 5 -wd, 6 -s, 7 ones) and y = rows of the adjoint:
+#: lam (0-2) by A^T, then nu_g (3-5, source lam_V (1, 1, -1)), nu_a1 (6-8, lam_w e_V), nu_b (9-11, lam_w e_w) and
+#: nu_d (12, lam_I) by A^T plus their sources
+_ROWS = (
+    (0, 1, 1, 4, 0, 0.0, 0), (1, 4, 0, 5, 1, 0.0, 0), (2, 0, 0, 6, 2, 0.0, 0),
+    (3, 1, 4, 4, 3, 1.0, 0), (4, 4, 3, 5, 4, 1.0, 0), (5, 0, 3, 6, 5, -1.0, 0),
+    (6, 1, 7, 4, 6, 1.0, 1), (7, 4, 6, 5, 7, 0.0, 1), (8, 0, 6, 6, 8, 0.0, 1),
+    (9, 1, 10, 4, 9, 0.0, 1), (10, 4, 9, 5, 10, 1.0, 1), (11, 0, 9, 6, 11, 0.0, 1),
+    (12, 6, 12, 7, 2, 0.0, 2),
+)
+
+
 @register_jitable
 def _row(out: np.ndarray, z: np.ndarray, f: float, c1: np.ndarray, y1: np.ndarray, c2: np.ndarray, y2: np.ndarray,
          e3: float, y3: np.ndarray) -> None:
@@ -133,7 +146,6 @@ def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndar
     n = Z.shape[1]
     rows = N_ADJ if params else 3
     m, wa, wd, s = C[0], C[1], C[2], C[3]
-    nm, nwd, ns, one = C[4], C[5], C[6], C[7]
     for _ in range(pieces):
         for r in range(rows):
             for j in range(n):
@@ -154,20 +166,9 @@ def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndar
         Ya, Yb = Y, Y2
         for i in range(k, 0, -1):
             f = hp / i
-            # lam, then nu_g (source lam_V (1, 1, -1)), nu_a1 (lam_w e_V), nu_b (lam_w e_w), nu_d (lam_I)
-            _row(Yb[0], Z[0], f, wa, Ya[1], nm, Ya[0], 0.0, Ya[0])
-            _row(Yb[1], Z[1], f, nm, Ya[0], nwd, Ya[1], 0.0, Ya[0])
-            _row(Yb[2], Z[2], f, m, Ya[0], ns, Ya[2], 0.0, Ya[0])
-            _row(Yb[3], Z[3], f, wa, Ya[4], nm, Ya[3], 1.0, Ya[0])
-            _row(Yb[4], Z[4], f, nm, Ya[3], nwd, Ya[4], 1.0, Ya[0])
-            _row(Yb[5], Z[5], f, m, Ya[3], ns, Ya[5], -1.0, Ya[0])
-            _row(Yb[6], Z[6], f, wa, Ya[7], nm, Ya[6], 1.0, Ya[1])
-            _row(Yb[7], Z[7], f, nm, Ya[6], nwd, Ya[7], 0.0, Ya[1])
-            _row(Yb[8], Z[8], f, m, Ya[6], ns, Ya[8], 0.0, Ya[1])
-            _row(Yb[9], Z[9], f, wa, Ya[10], nm, Ya[9], 0.0, Ya[1])
-            _row(Yb[10], Z[10], f, nm, Ya[9], nwd, Ya[10], 1.0, Ya[1])
-            _row(Yb[11], Z[11], f, m, Ya[9], ns, Ya[11], 0.0, Ya[1])
-            _row(Yb[12], Z[12], f, ns, Ya[12], one, Ya[2], 0.0, Ya[2])
+            for r in range(N_ADJ):  # one loop per row (see _row); the rows' terms are listed in _ROWS
+                o, c1, y1, c2, y2, e3, y3 = _ROWS[r]
+                _row(Yb[o], Z[o], f, C[c1], Ya[y1], C[c2], Ya[y2], e3, Ya[y3])
             Ya, Yb = Yb, Ya
         for r in range(N_ADJ):
             for j in range(n):

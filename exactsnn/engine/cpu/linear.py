@@ -41,9 +41,8 @@ from numba.extending import register_jitable
 from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.engine.cpu.maths import advance, expm_into, next_spike
+from exactsnn.engine.cpu.maths import advance, expm_into, layer_norm, next_spike, propagate_layer
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
-from exactsnn.neurons.series import layer_norm, propagate_layer
 
 _CROSS = 0
 _FF = 1

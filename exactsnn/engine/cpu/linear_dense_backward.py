@@ -50,11 +50,11 @@ from numba import njit
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
-from exactsnn.engine.cpu.maths import advance
+from exactsnn.engine.cpu.maths import adjoint_layer, advance, layer_norm, propagate_layer
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import expm_block_into
-from exactsnn.neurons.series import N_ADJ, adjoint_layer, layer_norm, propagate_layer
+from exactsnn.neurons.series import N_ADJ
 
 
 @helper

@@ -20,9 +20,11 @@ from typing import Any
 
 from exactsnn.engine.cpu.jit import helper
 from exactsnn.neurons import linear as _linear
+from exactsnn.neurons import series as _series
 
 __all__ = [
-    "advance", "cpu_helpers", "expm_into", "first_crossing", "lam_x_integral", "may_cross_before", "next_spike",
+    "adjoint_layer", "advance", "cpu_helpers", "expm_into", "first_crossing", "lam_x_integral", "layer_norm",
+    "may_cross_before", "next_spike", "propagate_layer",
 ]
 
 
@@ -49,3 +51,9 @@ first_crossing = _LINEAR["first_crossing"]
 lam_x_integral = _LINEAR["lam_x_integral"]
 may_cross_before = _LINEAR["may_cross_before"]
 next_spike = _LINEAR["next_spike"]
+
+# the layer-wide series (called once per stretch: the call costs nothing, one compiled copy each)
+_SERIES = cpu_helpers(_series, ("layer_norm", "propagate_layer", "adjoint_layer"))
+layer_norm = _SERIES["layer_norm"]
+propagate_layer = _SERIES["propagate_layer"]
+adjoint_layer = _SERIES["adjoint_layer"]
