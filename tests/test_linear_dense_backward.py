@@ -23,6 +23,7 @@ import exactsnn as es
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
 from exactsnn.engine.simulate import linear_layer
+from exactsnn.neurons.series import coefficients
 
 grad_module = importlib.import_module("exactsnn.grad")
 
@@ -135,7 +136,7 @@ def test_per_neuron_parameters(seed: int):
     gW, gR, gP, up = np.zeros((1, n_pre, n)), np.zeros((1, n, n)), np.zeros((1, n, 5)), np.zeros(batch.n_events)
     linear_dense_backward_batch(*common, Wt, Rt, layer.recurrent, own.times, own.units, own.offsets, down, lin.A,
                                 lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref,
-                                T_MAX, True, True, gW, gR, gP, up)
+                                T_MAX, True, True, coefficients(lin.A), gW, gR, gP, up)
     rW, rD, rR, rE, rP = (np.zeros((1, n_pre, n)), np.zeros((1, 1, 1)), np.zeros((1, n, n)), np.zeros((1, 1, 1)),
                           np.zeros((1, n, 5)))
     r_up = np.zeros(batch.n_events)

@@ -43,6 +43,7 @@ from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.maths import advance, expm_into, layer_norm, next_spike, propagate_layer
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
+from exactsnn.neurons.series import coefficients
 
 _CROSS = 0
 _FF = 1
@@ -278,18 +279,6 @@ def _screen_rows(A: np.ndarray, P: np.ndarray, bnd: np.ndarray, v_th: float, G: 
         G[10, j] = v_th * v_th / (beta * beta) if v_th > 0.0 else -1.0
 
 
-@helper
-def _series_rows(A: np.ndarray, C: np.ndarray) -> None:
-    """C (4, n) = rows (m, wa, wd, s) of every neuron's A (1/s): the first four rows of
-    :func:`exactsnn.neurons.series.coefficients` (all that ``propagate_layer`` and ``layer_norm`` read), inside
-    the kernel (once per sample)."""
-    for j in range(C.shape[1]):
-        C[0, j] = A[j, 0, 2]
-        C[1, j] = A[j, 1, 0]
-        C[2, j] = -A[j, 1, 1]
-        C[3, j] = -A[j, 2, 2]
-
-
 @register_jitable
 def _may_cross_each(G: np.ndarray, j: int, v: float, w: float, i: float, H: float, v_th: float) -> np.uint8:
     """:func:`_may_cross_uniform` with neuron j's own P, A and bounds (column j of the table of
@@ -435,12 +424,12 @@ def _shared_pass_each(
 
     The counterpart of :func:`_shared_pass_uniform` without a shared propagator: the whole layer goes over
     the stretch at once by :func:`~exactsnn.neurons.series.propagate_layer` (one Taylor series for all neurons,
-    vectorised over them; C (4, n) its rows (m, wa, wd, s), ``nrm`` their :func:`layer_norm`, Y (3, n)
-    scratch), 7-20 ns per neuron against 70-190 ns for a matrix exponential per neuron, for stretches up to
-    :data:`_SERIES_MAX_HL` / nrm (longer ones, rare between inputs, take the per-neuron exponential; row n of
-    ``xsp`` is its scratch); the screen is :func:`_may_cross_each` on G (11, n), branch-free. Neurons off the
-    clock are handled as in the uniform pass (advanced on their own, written over the result). The series and
-    ``expm_block_into`` agree to a few ulps, not bit for bit.
+    vectorised over them; C the rows of :func:`~exactsnn.neurons.series.coefficients`, ``nrm`` their
+    :func:`layer_norm`, Y (3, n) scratch), 7-20 ns per neuron against 70-190 ns for a matrix exponential per
+    neuron, for stretches up to :data:`_SERIES_MAX_HL` / nrm (longer ones, rare between inputs, take the
+    per-neuron exponential; row n of ``xsp`` is its scratch); the screen is :func:`_may_cross_each` on G (11, n),
+    branch-free. Neurons off the clock are handled as in the uniform pass (advanced on their own, written over
+    the result). The series and ``expm_block_into`` agree to a few ulps, not bit for bit.
     """
     n = X.shape[1]
     V = X[0]
@@ -494,15 +483,16 @@ def _shared_pass(
     ref_spike: np.ndarray, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float,
     v_th: float, H: float, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, cPhi: np.ndarray,
     uniform: bool, out_r: np.ndarray, cand: np.ndarray, screen: bool, spl: np.ndarray, n_sp: int,
-    in_sp: np.ndarray, xsp: np.ndarray, flags: np.ndarray, G: np.ndarray, C: np.ndarray, nrm: float,
+    in_sp: np.ndarray, xsp: np.ndarray, flags: np.ndarray, G: np.ndarray, C: np.ndarray | None, nrm: float,
     Y: np.ndarray,
 ) -> tuple[int, int]:
     """Bring every neuron from the layer clock t0 (fired neurons: their own time) to t1 and add ``row`` to I;
     with ``screen``, list the neurons that may cross in [t1, t1 + H] (refractory ones whose window ends
     inside included). Returns (their number, n_sp): see :func:`_shared_pass_uniform` for ``spl``; G: the
-    screen table of :func:`_screen_rows`, C, nrm, Y: the series of :func:`_shared_pass_each` (unused when
-    ``uniform``)."""
-    if uniform:
+    screen table of :func:`_screen_rows`, C, nrm, Y: the series of :func:`_shared_pass_each`; C is None when the
+    neurons share A (``uniform``), and then Numba prunes the other branch: a layer of shared parameters never
+    waits for the series pass to compile."""
+    if C is None:
         return _shared_pass_uniform(X, tl, t0, t1, row, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, v_th,
                                     H, Phi, s1, s2, cache, cPhi, out_r, cand, screen, spl, n_sp, in_sp, xsp, flags,
                                     G)
@@ -515,11 +505,12 @@ def linear_dense_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
     bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
-    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
+    out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, C: np.ndarray | None,
 ) -> int:
     """Shared-clock simulation of one sample of a delay-free layer of linear neurons (spike count or -1).
 
-    ``Wt`` (n_pre, n) and ``Rt`` (n, n): transposed weights, contiguous per presynaptic unit.
+    ``Wt`` (n_pre, n) and ``Rt`` (n, n): transposed weights, contiguous per presynaptic unit. ``C``: None when
+    the neurons share A (``uniform``), else the rows of :func:`exactsnn.neurons.series.coefficients`.
     """
     n = Wt.shape[1]
     cap = out_t.size
@@ -539,13 +530,12 @@ def linear_dense_sample(
     xsp = np.empty((n + 1, 3))  # row n: scratch of _shared_pass_each
     flags = np.zeros(8 * ((n + 7) // 8), np.uint8)
     # the screen's table (one column when the neurons share A) and, per-neuron A only, the series' rows
-    n_each = 0 if uniform else n
     G = np.empty((_G_ROWS, 1 if uniform else n))
     _screen_rows(A, P, bnd, v_th, G)
-    C = np.empty((4, n_each))
-    _series_rows(A, C)
-    nrm = layer_norm(C)
-    Y = np.empty((3, n_each))
+    nrm = 0.0
+    if C is not None:
+        nrm = layer_norm(C)
+    Y = np.empty((3, 0 if uniform else n))
     n_sp = 0
     n_ev = np.searchsorted(tin, t_max, side="right")
     count = 0
@@ -667,6 +657,7 @@ def run_linear_batch(
         _run_linear_dense_batch(
             times, units, offsets, np.ascontiguousarray(W.T), np.ascontiguousarray(R.T), has_rec, A, P, bnd, tau_w,
             tau_syn, av, bv, uniform, v_th, v_reset, t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+            None if uniform else coefficients(A),
         )
 
 
@@ -676,12 +667,13 @@ def _run_linear_dense_batch(
     A: np.ndarray, P: np.ndarray, bnd: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
     bv: np.ndarray, uniform: bool, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
+    C: np.ndarray | None,
 ) -> None:
     def work(b: int, _t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
         counts[b] = linear_dense_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, A, P, bnd, tau_w, tau_syn, av, bv, uniform,
-            v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b],
+            v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b], out_r[b], C,
         )
 
     for_each_sample(work, offsets.size - 1)

@@ -58,121 +58,135 @@ from exactsnn.neurons.series import N_ADJ
 
 
 @helper
-def _shared_parameters(tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray) -> bool:
-    """Whether every neuron has the same A (then one propagator serves the layer)."""
-    for j in range(1, tau_mem.size):
-        if tau_mem[j] != tau_mem[0] or tau_w[j] != tau_w[0] or tau_syn[j] != tau_syn[0] or av[j] != av[0]:
-            return False
-    return True
-
-
-@helper
 def _add_row(I: np.ndarray, row: np.ndarray) -> None:
     for j in range(I.size):
         I[j] += row[j]
 
 
 @helper
-def _forward_stretch(
+def _forward_shared(
     X: np.ndarray, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, n_ref: int, A: np.ndarray,
-    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, shared: bool, C: np.ndarray, nrm: float,
-    F: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray,
-    w_end: np.ndarray, I_end: np.ndarray, Y: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, F: np.ndarray, s1: np.ndarray,
+    s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray, w_end: np.ndarray, I_end: np.ndarray,
 ) -> int:
-    """Bring the layer's state X (3, n: rows V, w, I) from t0 to t1; record w and I at every window's end in
-    (t0, t1]. ``n_ref``: neurons whose window is open at t0; returns the number still open at t1. Per-neuron
-    parameters: one series pass over the layer (:func:`~exactsnn.neurons.series.propagate_layer`); the neurons
-    in a window are advanced on their own first (``wl``, ``xw``: their list and states) and written over it."""
+    """Bring the layer's state X (3, n: rows V, w, I) from t0 to t1 when all neurons share A (one cached
+    propagator F); record w and I at every window's end in (t0, t1]. ``n_ref``: neurons whose window is open at
+    t0; returns the number still open at t1."""
     h = t1 - t0
     V, Wv, I = X[0], X[1], X[2]
-    if shared and n_ref == 0:
-        # the common case: one propagator, no window, a loop the compiler vectorises
-        if cache[0] != h:
-            expm_block_into(A[0], h, F)
-            cache[0] = h
-        f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
+    if cache[0] != h:
+        expm_block_into(A[0], h, F)
+        cache[0] = h
+    f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
+    if n_ref == 0:  # the common case: a loop the compiler vectorises
         for j in range(V.size):
             v, w, i = V[j], Wv[j], I[j]
             V[j] = f00 * v + f01 * w + f02 * i
             Wv[j] = f10 * v + f11 * w + f12 * i
             I[j] = f22 * i
         return 0
-    if shared and cache[0] != h:
-        expm_block_into(A[0], h, F)
-        cache[0] = h
     still = 0
-    n_w = 0
     for j in range(V.size):
-        if n_ref > 0 and ref_end[j] > t0:
-            xj = xw[n_w] if not shared else x
-            xj[0], xj[1], xj[2] = V[j], Wv[j], I[j]
-            if ref_end[j] > t1:
-                advance(xj, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F,
-                        False)
-                still += 1
-            else:
-                # the window closes inside: its end state, then the free rest of the stretch
-                I_end[ref_spike[j]] = advance(xj, t0, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j],
-                                              v_reset, Phi, s1, s2, cache, F, False)
-                w_end[ref_spike[j]] = xj[1]
-                advance(xj, ref_end[j], t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2,
-                        cache, F, False)
-            if shared:
-                V[j], Wv[j], I[j] = x[0], x[1], x[2]
-            else:
-                wl[n_w] = j
-                n_w += 1
-        elif shared:
+        if ref_end[j] > t0:
+            still += _window_stretch(X, j, t0, t1, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, F, s1, s2,
+                                     cache, Phi, x, w_end, I_end)
+            V[j], Wv[j], I[j] = x[0], x[1], x[2]
+        else:
             v, w, i = V[j], Wv[j], I[j]
-            V[j] = F[0, 0] * v + F[0, 1] * w + F[0, 2] * i
-            Wv[j] = F[1, 0] * v + F[1, 1] * w + F[1, 2] * i
-            I[j] = F[2, 2] * i
-        elif n_ref == 0:
-            break
-    if not shared:
-        propagate_layer(X, h, C, nrm, Y)
-        for r in range(n_w):
-            j = wl[r]
-            V[j], Wv[j], I[j] = xw[r, 0], xw[r, 1], xw[r, 2]
+            V[j] = f00 * v + f01 * w + f02 * i
+            Wv[j] = f10 * v + f11 * w + f12 * i
+            I[j] = f22 * i
     return still
 
 
 @helper
-def _reverse_stretch(
+def _window_stretch(
+    X: np.ndarray, j: int, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, A: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, F: np.ndarray, s1: np.ndarray,
+    s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray, w_end: np.ndarray, I_end: np.ndarray,
+) -> int:
+    """Neuron j, in a window at t0, from t0 to t1 into x; records w and I at the window's end if it closes by
+    t1, then the free rest of the stretch. Returns 1 if the window is still open at t1."""
+    x[0], x[1], x[2] = X[0, j], X[1, j], X[2, j]
+    if ref_end[j] > t1:
+        advance(x, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F, False)
+        return 1
+    I_end[ref_spike[j]] = advance(x, t0, ref_end[j], ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi,
+                                  s1, s2, cache, F, False)
+    w_end[ref_spike[j]] = x[1]
+    advance(x, ref_end[j], t1, -math.inf, A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F, False)
+    return 0
+
+
+@helper
+def _forward_each(
+    X: np.ndarray, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, n_ref: int, A: np.ndarray,
+    tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, C: np.ndarray, nrm: float,
+    F: np.ndarray, s1: np.ndarray, s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray,
+    w_end: np.ndarray, I_end: np.ndarray, Y: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+) -> int:
+    """:func:`_forward_shared` for neurons with their own A: one series pass over the layer
+    (:func:`~exactsnn.neurons.series.propagate_layer`); the neurons in a window are advanced on their own first
+    (``wl``, ``xw``: their list and states) and written over it."""
+    still = 0
+    n_w = 0
+    if n_ref > 0:
+        for j in range(X.shape[1]):
+            if ref_end[j] > t0:
+                still += _window_stretch(X, j, t0, t1, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, F, s1, s2,
+                                         cache, Phi, x, w_end, I_end)
+                wl[n_w] = j
+                xw[n_w, 0], xw[n_w, 1], xw[n_w, 2] = x[0], x[1], x[2]
+                n_w += 1
+    propagate_layer(X, t1 - t0, C, nrm, Y)
+    for r in range(n_w):
+        j = wl[r]
+        X[0, j], X[1, j], X[2, j] = xw[r, 0], xw[r, 1], xw[r, 2]
+    return still
+
+
+@helper
+def _reverse_shared(
     Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, A: np.ndarray, tau_w: np.ndarray,
-    tau_syn: np.ndarray, shared: bool, params: bool, C: np.ndarray, nrm: float, F: np.ndarray, cache: np.ndarray,
-    Phi: np.ndarray, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+    tau_syn: np.ndarray, F: np.ndarray, cache: np.ndarray,
 ) -> None:
-    """The layer's adjoint Z (rows 0-2: lam; with ``params`` rows 3-12 the parameter adjoints of
-    :mod:`exactsnn.neurons.series`) back over h seconds: Phi(h)^T lam (and the block series), or inside a window
-    lam_V = 0 and lam_w, lam_I decay; the parameter adjoints of a neuron in a window are 0, except nu_d (I's
-    flow is the same in and out of windows): nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
+    """lam of the layer (rows 0-2 of Z) back over h seconds when all neurons share A: Phi(h)^T lam, or inside a
+    window lam_V = 0 and lam_w, lam_I decay."""
     lV, lW, lI = Z[0], Z[1], Z[2]
-    if shared and not params:
-        if cache[0] != h:
-            expm_block_into(A[0], h, F)
-            cache[0] = h
-        f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
-        if n_ref == 0:
-            for j in range(lV.size):
-                v, w = lV[j], lW[j]
-                lV[j] = f00 * v + f10 * w
-                lW[j] = f01 * v + f11 * w
-                lI[j] = f02 * v + f12 * w + f22 * lI[j]
-            return
-        ew = math.exp(-h / tau_w[0])
-        es = math.exp(-h / tau_syn[0])
+    if cache[0] != h:
+        expm_block_into(A[0], h, F)
+        cache[0] = h
+    f00, f01, f02, f10, f11, f12, f22 = F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 2]
+    if n_ref == 0:
         for j in range(lV.size):
-            if in_ref[j]:  # lam_V = 0 in the window
-                lW[j] *= ew
-                lI[j] *= es
-            else:
-                v, w = lV[j], lW[j]
-                lV[j] = f00 * v + f10 * w
-                lW[j] = f01 * v + f11 * w
-                lI[j] = f02 * v + f12 * w + f22 * lI[j]
+            v, w = lV[j], lW[j]
+            lV[j] = f00 * v + f10 * w
+            lW[j] = f01 * v + f11 * w
+            lI[j] = f02 * v + f12 * w + f22 * lI[j]
         return
-    # per-neuron parameters or parameter adjoints: one series pass; windows on their own, written over it
+    ew = math.exp(-h / tau_w[0])
+    es = math.exp(-h / tau_syn[0])
+    for j in range(lV.size):
+        if in_ref[j]:  # lam_V = 0 in the window
+            lW[j] *= ew
+            lI[j] *= es
+        else:
+            v, w = lV[j], lW[j]
+            lV[j] = f00 * v + f10 * w
+            lW[j] = f01 * v + f11 * w
+            lI[j] = f02 * v + f12 * w + f22 * lI[j]
+
+
+@helper
+def _reverse_each(
+    Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, tau_w: np.ndarray, tau_syn: np.ndarray, params: bool,
+    C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+) -> None:
+    """:func:`_reverse_shared` for neurons with their own A, and with ``params`` the parameter adjoints (rows 3-12
+    of Z, :mod:`exactsnn.neurons.series`): one series pass; the neurons in a window on their own, written over it.
+    In a window the parameter adjoints are 0, except nu_d (I's flow is the same in and out of windows):
+    nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
+    lV, lW, lI = Z[0], Z[1], Z[2]
     n_w = 0
     if n_ref > 0:
         for j in range(lV.size):
@@ -235,21 +249,25 @@ def _restart(Z: np.ndarray, k: int, v: float, w: float, i: float, G: np.ndarray)
         Z[q, k] = 0.0
 
 
-@kernel
-def _coefficients(A: np.ndarray) -> np.ndarray:
-    """:func:`exactsnn.neurons.series.coefficients` in the kernel: rows (m, wa, wd, s) of every neuron's A."""
-    n = A.shape[0]
-    C = np.empty((8, n))
-    for j in range(n):
-        C[0, j] = A[j, 0, 2]
-        C[1, j] = A[j, 1, 0]
-        C[2, j] = -A[j, 1, 1]
-        C[3, j] = -A[j, 2, 2]
-        C[4, j] = -C[0, j]
-        C[5, j] = -C[2, j]
-        C[6, j] = -C[3, j]
-        C[7, j] = 1.0
-    return C
+@helper
+def _window_terms(lam_w: float, w_e: float, a: float, tau_w: float, v_reset: float, t_ref: float,
+                  g: np.ndarray) -> None:
+    """A refractory window's own parameter terms into g (one neuron's row of gP): V is held, so lam_w (w - a v_reset)
+    is constant over the window and lam_w(t_e) w_e, its end values, give them in closed form."""
+    wd = 1.0 / tau_w
+    g[G_TAU_W] += lam_w * (w_e - a * v_reset) * t_ref * wd * wd
+    g[G_A] += lam_w * v_reset * -math.expm1(-t_ref * wd)
+
+
+@helper
+def _parameter_gradients(C: np.ndarray, G: np.ndarray, gP: np.ndarray) -> None:
+    """The sums of nu . injection (G: rows g, a1, b, d) as dL/dtau_mem, dL/da, dL/dtau_w, dL/dtau_syn into gP."""
+    for j in range(G.shape[1]):
+        m, wa, wd, sj = C[0, j], C[1, j], C[2, j], C[3, j]
+        gP[j, G_TAU_MEM] += m * m * G[0, j]
+        gP[j, G_A] += wd * G[1, j]
+        gP[j, G_TAU_W] += wd * (wd * G[2, j] - wa * G[1, j])
+        gP[j, G_TAU_SYN] += sj * sj * G[3, j]
 
 
 @kernel
@@ -257,7 +275,7 @@ def linear_dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
     us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
     av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    params: bool, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
+    params: bool, C: np.ndarray | None, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free linear layer (see the module docstring).
 
@@ -265,14 +283,17 @@ def linear_dense_backward_sample(
     outside the layer. Weights and gradients are transposed ([pre, post]): dL/dW is added into gWt (n_pre, n),
     dL/dR into gRt (n, n), dL/db into gP[:, G_B] (gP: (n, 5), columns of
     :mod:`~exactsnn.engine.cpu.linear_backward`), with ``params`` dL/dtau_mem, dL/dtau_w, dL/dtau_syn, dL/da into
-    its other columns, and with ``want_up`` dL/dt of input event e into up[e].
+    its other columns, and with ``want_up`` dL/dt of input event e into up[e]. ``C``: None when the neurons
+    share A and learn none of its parameters (then ``params`` is False), else the (8, n) rows of
+    :func:`exactsnn.neurons.series.coefficients`. The two cases compile apart (Numba prunes the branches on
+    ``C is None``), so that a layer of shared parameters does not wait for the series code to compile.
     """
     n = Wt.shape[1]
     n_s = ts_.size
     n_in = np.searchsorted(tin, T, side="right")  # inputs after T never reached the layer
-    shared = _shared_parameters(tau_mem, tau_w, tau_syn, av)
-    C = _coefficients(A)
-    nrm = layer_norm(C)
+    nrm = 0.0
+    if C is not None:
+        nrm = layer_norm(C)
     F = np.empty((3, 3))
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
@@ -301,8 +322,12 @@ def linear_dense_backward_sample(
         if s < n_s and ts_[s] <= te:
             te = ts_[s]
         if te > t:
-            n_ref = _forward_stretch(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, shared, C,
-                                     nrm, F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
+            if C is None:
+                n_ref = _forward_shared(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, F, s1,
+                                        s2, cache, Phi, x, w_end, I_end)
+            else:
+                n_ref = _forward_each(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, C, nrm,
+                                      F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
             t = te
         s_first = s
         while s < n_s and ts_[s] == te:
@@ -350,53 +375,52 @@ def linear_dense_backward_sample(
     while ie >= 0 or i_r >= 0 or i_s >= 0:
         te, e0, r0, s0 = next_block(tin, ie, ts_, i_r, i_s, t_ref)
         if te < t:
-            _reverse_stretch(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, shared, params, C, nrm, F, cache, Phi, Y,
-                             Y2, wl, xw)
+            if C is None:
+                _reverse_shared(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, F, cache)
+            else:
+                _reverse_each(Z, t - te, in_ref, n_ref, tau_w, tau_syn, params, C, nrm, Y, Y2, wl, xw)
             t = te
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
                 k = us_[q]
                 _collect(lI, gRt[k])
                 rec_down[q] = _dot(Rt[k], lI, lV, inv_s, inv_m)
-                if params:
-                    _collect_params(Z, Rt[k], G)
+                if C is not None:
+                    if params:
+                        _collect_params(Z, Rt[k], G)
         for q in range(e0 + 1, ie + 1):
             u = uin[q]
             _collect(lI, gWt[u])
             if want_up:
                 up[q] += _dot(Wt[u], lI, lV, inv_s, inv_m)
-            if params:
-                _collect_params(Z, Wt[u], G)
+            if C is not None:
+                if params:
+                    _collect_params(Z, Wt[u], G)
         for q in range(i_r, r0, -1):
             k = us_[q]
             stored[q] = window_end_term(lV[k], I_end[q], w_end[q], v_reset, tau_mem[k])
-            if params:
-                _restart(Z, k, v_reset, w_end[q], I_end[q], G)
-                # the window's own terms (V held): lam_w (w - a v_reset) is constant over it
-                wd = 1.0 / tau_w[k]
-                gP[k, G_TAU_W] += lW[k] * (w_end[q] - av[k] * v_reset) * t_ref * wd * wd
-                gP[k, G_A] += lW[k] * v_reset * -math.expm1(-t_ref * wd)
+            if C is not None:
+                if params:
+                    _restart(Z, k, v_reset, w_end[q], I_end[q], G)
+                    _window_terms(lW[k], w_end[q], av[k], tau_w[k], v_reset, t_ref, gP[k])
             lV[k] = 0.0
             in_ref[k] = True
             n_ref += 1
         for q in range(i_s, s0, -1):
             k = us_[q]
             gP[k, G_B] += lW[k]
-            if params and t_ref == 0.0:
-                _restart(Z, k, v_reset, w_spk[q] + bv[k], I_spk[q], G)
+            if C is not None:
+                if params and t_ref == 0.0:
+                    _restart(Z, k, v_reset, w_spk[q] + bv[k], I_spk[q], G)
             lV[k] = spike_jump(lV[k], lW[k], I_spk[q], w_spk[q], stored[q], t_ref, down[q], rec_down[q], tau_mem[k],
                                tau_w[k], av[k], bv[k], v_th, v_reset)
             if in_ref[k]:
                 in_ref[k] = False
                 n_ref -= 1
         ie, i_r, i_s = e0, r0, s0
-    if params:
-        for j in range(n):
-            m, wa, wd, sj = C[0, j], C[1, j], C[2, j], C[3, j]
-            gP[j, G_TAU_MEM] += m * m * G[0, j]
-            gP[j, G_A] += wd * G[1, j]
-            gP[j, G_TAU_W] += wd * (wd * G[2, j] - wa * G[1, j])
-            gP[j, G_TAU_SYN] += sj * sj * G[3, j]
+    if C is not None:
+        if params:
+            _parameter_gradients(C, G, gP)
 
 
 @threaded_driver
@@ -404,8 +428,8 @@ def linear_dense_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, down: np.ndarray, A: np.ndarray,
     tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float,
-    v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, gWt: np.ndarray, gRt: np.ndarray,
-    gP: np.ndarray, up: np.ndarray,
+    v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, C: np.ndarray | None, gWt: np.ndarray,
+    gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """:func:`linear_dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
     gWt, gRt, gP have a leading per-thread axis."""
@@ -415,7 +439,7 @@ def linear_dense_backward_batch(
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi], A,
-            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, gWt[t], gRt[t], gP[t],
+            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, C, gWt[t], gRt[t], gP[t],
             up[lo:hi],
         )
 
