@@ -46,7 +46,27 @@ from dataclasses import dataclass
 from numba.extending import register_jitable
 
 from exactsnn.neurons.spec import TAU_MIN, ModelSpec
-from exactsnn.neurons.vexp import SHORT_X, vexp, vexp_phis, vexp_phis_short, vexp_short
+from exactsnn.neurons.vexp import (
+    _P0,
+    _P1,
+    _P2,
+    _P3,
+    _P4,
+    _P5,
+    _P6,
+    _P7,
+    _P8,
+    _P9,
+    _P10,
+    _P11,
+    _P12,
+    SHORT_X,
+    fma,
+    vexp,
+    vexp_phis,
+    vexp_phis_short,
+    vexp_short,
+)
 
 __all__ = ["LIF", "LI", "LIF_SPEC", "LI_SPEC"]
 
@@ -424,3 +444,112 @@ def lif_rate_tangents(
     Q = hh * _pick(m_lo, e1 - e2, e2)
     E = h * e1
     return a_m, r_m * E, a_s, h * r_m * r_m * a_m, -r_m * r_m * (E - r_m * P), r_m * r_s * r_s * Q, h * r_s * r_s * a_s
+
+
+# ----------------------------------------------------------------------------- per-neuron factors by tier
+# The hot per-neuron passes (forward advance, reverse replay with tangents) are bound by the two Taylor series of
+# _phi_base: Horner's rule is a chain of 12 dependent FMAs per series, whose latency the loop cannot hide. The
+# tiered forms below evaluate the same series P(r) = sum r^i/(i+2)! by Estrin's scheme (a tree of FMAs, depth 4:
+# the two series of a neuron and the next neurons' overlap) and, on the stretches where every argument is tiny,
+# stop it at degree 8. They differ from the Horner values by rounding only (about an ulp of P; the truncation
+# below TINY_X is under 0.22 ulp of P), so they are not bit for bit those of lif_rate_factors: a caller takes
+# every factor of one stretch from the same tier (the forward pass's prediction and advance do).
+#: every argument |r| <= TINY_X of the series: terms of degree > 8 sum to less than |r|^9/11! <= 1.2e-17, a
+#: quarter of an ulp of P (P >= 0.44 for |r| <= SHORT_X)
+TINY_X = 0.09
+#: the tiers of :func:`lif_stretch_tier`
+TIER_GENERAL = 0
+TIER_SHORT = 1
+TIER_TINY = 2
+
+
+@register_jitable
+def lif_stretch_tier(h: float, r_max: float) -> int:
+    """The series tier of a stretch of h seconds for neurons whose rates (1/s) are at most r_max: every exponent
+    of :func:`_phi_base` lies in [-h r_max, 0] (see :func:`lif_short_stretch`), so TIER_TINY when h r_max <= TINY_X,
+    TIER_SHORT when <= SHORT_X (no range reduction), else TIER_GENERAL (:func:`~exactsnn.neurons.vexp.vexp`)."""
+    x = h * r_max
+    if x <= TINY_X:
+        return TIER_TINY
+    if x <= SHORT_X:
+        return TIER_SHORT
+    return TIER_GENERAL
+
+
+@register_jitable(inline="always")
+def _series_estrin(r: float) -> tuple[float, float]:
+    """(P(r), e^r - 1 = r + r^2 P(r)) for |r| <= SHORT_X: the 13 terms of vexp's series by Estrin's scheme."""
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    s0 = fma(fma(_P3, r, _P2), r2, fma(_P1, r, _P0))
+    s1 = fma(fma(_P7, r, _P6), r2, fma(_P5, r, _P4))
+    s2 = fma(fma(_P11, r, _P10), r2, fma(_P9, r, _P8))
+    p = fma(fma(_P12, r4, s2), r8, fma(s1, r4, s0))
+    return p, fma(r2, p, r)
+
+
+@register_jitable(inline="always")
+def _series_tiny(r: float) -> tuple[float, float]:
+    """:func:`_series_estrin` to degree 8, for |r| <= TINY_X (see there)."""
+    r2 = r * r
+    r4 = r2 * r2
+    s0 = fma(fma(_P3, r, _P2), r2, fma(_P1, r, _P0))
+    s1 = fma(fma(_P7, r, _P6), r2, fma(_P5, r, _P4))
+    p = fma(_P8, r4 * r4, fma(s1, r4, s0))
+    return p, fma(r2, p, r)
+
+
+@register_jitable(inline="always")
+def _phi_base_tier(h: float, r_m: float, r_s: float, tier: int) -> tuple[float, float, float, float]:
+    """:func:`_phi_base` (a_lo, a_hi, e1, e2) with the series of ``tier`` (:func:`lif_stretch_tier`, the same for
+    every neuron of a stretch); branch-free within a tier."""
+    x = -h * min(r_m, r_s)
+    z = -h * abs(r_m - r_s)
+    if tier == TIER_TINY:
+        _, qx = _series_tiny(x)
+        pz, qz = _series_tiny(z)
+        a_lo = 1.0 + qx
+        ez = 1.0 + qz
+        p1 = fma(z, pz, 1.0)
+    elif tier == TIER_SHORT:
+        _, qx = _series_estrin(x)
+        pz, qz = _series_estrin(z)
+        a_lo = 1.0 + qx
+        ez = 1.0 + qz
+        p1 = fma(z, pz, 1.0)
+    else:
+        a_lo = vexp(x)
+        ez, p1, pz = vexp_phis(z)
+    return a_lo, a_lo * ez, a_lo * p1, a_lo * pz
+
+
+@register_jitable(inline="always")
+def lif_tier_factors(h: float, r_m: float, r_s: float, tier: int) -> tuple[float, float, float]:
+    """:func:`lif_rate_factors` (a_m, c, a_s) over h seconds with the series of ``tier`` (:func:`lif_stretch_tier`):
+    equal to them within rounding (an ulp or two), branch-free within a tier."""
+    a_lo, a_hi, e1, _ = _phi_base_tier(h, r_m, r_s, tier)
+    m_lo = r_m <= r_s
+    return _pick(m_lo, a_lo, a_hi), r_m * h * e1, _pick(m_lo, a_hi, a_lo)
+
+
+@register_jitable(inline="always")
+def lif_tier_rate_tangents(
+    h: float, r_m: float, r_s: float, tier: int
+) -> tuple[float, float, float, float, float, float, float]:
+    """Propagation factors over h seconds and their derivatives in the *rates*, negated, with the series of
+    ``tier``: (a_m, c, a_s, -da_m/dr_m, -dc/dr_m, -dc/dr_s, -da_s/dr_s) for r_m = 1/tau_mem, r_s = 1/tau_syn (1/s).
+
+    d/dtau = -r^2 d/dr, so these are :func:`lif_rate_tangents`' tau derivatives divided by r_m^2 (tau_mem) or r_s^2
+    (tau_syn), i.e. (h a_m, r_m P - E, r_m Q, h a_s) in its notation: a reverse replay that carries its tangent
+    adjoints in these units scales them by tau^-2 once, at the end, instead of per neuron and stretch.
+    """
+    a_lo, a_hi, e1, e2 = _phi_base_tier(h, r_m, r_s, tier)
+    m_lo = r_m <= r_s
+    a_m = _pick(m_lo, a_lo, a_hi)
+    a_s = _pick(m_lo, a_hi, a_lo)
+    hh = h * h
+    P = hh * _pick(m_lo, e2, e1 - e2)
+    Q = hh * _pick(m_lo, e1 - e2, e2)
+    E = h * e1
+    return a_m, r_m * E, a_s, h * a_m, fma(r_m, P, -E), r_m * Q, h * a_s
