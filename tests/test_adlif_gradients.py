@@ -165,13 +165,15 @@ def test_adlif_first_spike_output_matches_finite_differences(case):
 @settings(max_examples=max(GRAD_EXAMPLES // 2, 5))
 @given(case=cases(model="adlif", delays=False))
 def test_adlif_shared_clock_backward_matches_finite_differences(case):
-    """Delay-free adLIF layers that learn at most b run the shared-clock reverse replay
-    (``linear_dense_backward``; ``test_linear_dense_backward.py`` checks the dispatch): against finite differences."""
-    net, params, batch, labels, t_max = build(case, learn=("b",))
+    """Delay-free adLIF layers run the shared-clock reverse replay (``linear_dense_backward``;
+    ``test_linear_dense_backward.py`` checks the dispatch), learned neuron parameters through its parameter
+    adjoints: against finite differences, learning every parameter or only b."""
+    names = ADLIF_LEARN if case.seed % 2 else ("b",)
+    net, params, batch, labels, t_max = build(case, learn=names)
     report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=2,
                        groups=all_groups(params, net), seed=case.seed)
     assume(report.n_checked > 0)
-    assert report.ok(TOL), explain(report, case, "SumExp, learning b only")
+    assert report.ok(TOL), explain(report, case, f"SumExp, learning {names}")
 
 
 @settings(max_examples=max(GRAD_EXAMPLES // 2, 5))

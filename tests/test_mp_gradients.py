@@ -305,6 +305,11 @@ LIF_TAUS_FIRST_SPIKE = Case("lif_taus_first_spike", "lif", ((4, False, False),),
                             t_ref=1e-3, v_reset=-0.1, gain=1.2, out_gain=2.5, seed=37)
 ADLIF = Case("adlif_rec_delays_learned", "adlif", ((3, True, True),), learn=("tau_mem", "tau_w", "a", "b"),
              t_ref=1e-3, n_in=2, n_samples=1, n_events=6, t_max=0.04, seed=7)
+# delay-free adLIF learning every neuron parameter: the parameter adjoints of the shared-clock reverse replay
+# (linear_dense_backward), with recurrence and refractory windows (their closed-form terms) and v_reset != 0
+ADLIF_SHARED_CLOCK = Case("adlif_rec_tref_learned_shared_clock", "adlif", ((3, True, False),),
+                          learn=("tau_mem", "tau_w", "tau_syn", "a", "b"), t_ref=1e-3, v_reset=0.1, n_in=2,
+                          n_samples=1, n_events=6, t_max=0.04, seed=7)
 ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), learn=("tau_syn", "a", "b"),
                  a=40.0, b=0.0, v_reset=-0.2, n_in=2, n_samples=1, n_events=6, t_max=0.04, gain=0.7, seed=3)
 
@@ -339,6 +344,14 @@ def test_lif_feedforward_only_delays_match_50_digit_differences():
 
 def test_adlif_gradients_match_50_digit_differences():
     run_case(ADLIF, entries=3)
+
+
+def test_adlif_learned_parameters_on_the_shared_clock_match_50_digit_differences():
+    """Every learned adLIF parameter through the shared-clock replay's parameter adjoints (no delays)."""
+    net, _, _, _ = ADLIF_SHARED_CLOCK.make()
+    assert not any(ly.delays for ly in net.layers)
+    report = run_case(ADLIF_SHARED_CLOCK, entries=2)
+    assert {"tau_mem[0]", "tau_w[0]", "tau_syn[0]", "a[0]", "b[0]"} <= set(report), report
 
 
 @pytest.mark.slow
