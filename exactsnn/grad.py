@@ -29,7 +29,7 @@ from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
-from exactsnn.neurons.series import coefficients
+from exactsnn.neurons.series import adjoint_rows, coefficients
 
 __all__ = ["Outputs", "evaluate_batch", "loss_and_grad", "loss_value"]
 
@@ -304,7 +304,7 @@ def _linear_layer_backward(
             pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T), np.ascontiguousarray(R.T),
             layer.recurrent, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem,
             lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up, want,
-            None if lin.uniform and not want else coefficients(lin.A), bW, bR, bP, up,
+            adjoint_rows(layer.learn), None if lin.uniform and not want else coefficients(lin.A), bW, bR, bP, up,
         )
         gR = bR.sum(axis=0).T.copy() if layer.recurrent else np.zeros((n, n))
         gP = bP.sum(axis=0)

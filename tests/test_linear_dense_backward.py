@@ -23,7 +23,7 @@ import exactsnn as es
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
 from exactsnn.engine.simulate import linear_layer
-from exactsnn.neurons.series import coefficients
+from exactsnn.neurons.series import adjoint_rows, coefficients
 
 grad_module = importlib.import_module("exactsnn.grad")
 
@@ -136,7 +136,8 @@ def test_per_neuron_parameters(seed: int):
     gW, gR, gP, up = np.zeros((1, n_pre, n)), np.zeros((1, n, n)), np.zeros((1, n, 5)), np.zeros(batch.n_events)
     linear_dense_backward_batch(*common, Wt, Rt, layer.recurrent, own.times, own.units, own.offsets, down, lin.A,
                                 lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref,
-                                T_MAX, True, True, coefficients(lin.A), gW, gR, gP, up)
+                                T_MAX, True, True, adjoint_rows(names), coefficients(lin.A), gW, gR, gP,
+                                up)
     rW, rD, rR, rE, rP = (np.zeros((1, n_pre, n)), np.zeros((1, 1, 1)), np.zeros((1, n, n)), np.zeros((1, 1, 1)),
                           np.zeros((1, n, 5)))
     r_up = np.zeros(batch.n_events)
@@ -208,3 +209,30 @@ def test_dispatch(learn, delays, kernel, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(grad_module, name, lambda *a, _r=real, _n=name: (used.append(_n), _r(*a))[1])
     es.loss_and_grad(net, params, batch, np.array([0]), t_max=T_MAX)
     assert used == [kernel]
+
+
+@pytest.mark.parametrize("subset", [("tau_mem",), ("a",), ("tau_w", "b"), ("tau_syn",), ("tau_mem", "tau_syn")])
+def test_learning_a_subset_computes_the_same_gradients(subset: tuple[str, ...]):
+    """A layer learning some parameters runs only their adjoint rows (``series.adjoint_rows``): its gradients equal,
+    bit for bit, those of the same layer learning every parameter (the others at their shared values)."""
+    kw = {**_case(3), "two_layers": False}
+    net0, params0, batch, labels = build(3, **kw)
+    nrn = net0.layers[0].neuron
+    rng = np.random.default_rng(3)
+    spread = {name: rng.uniform(0.0, 0.4, 6) if name == "b" else getattr(nrn, name) * rng.uniform(0.8, 1.2, 6)
+              for name in subset}
+    out = {}
+    for learn in (subset, ALL):
+        net = es.Network(N_IN, [es.Layer(6, nrn, recurrent=True, learn=learn), es.Layer(3, es.LI())])
+        params = net.init(seed=3)
+        params.weights[0][:] = params0.weights[0]
+        params.weights[1][:] = params0.weights[-1]
+        params.recurrent_weights[0][:] = params0.recurrent_weights[0]
+        for name in learn:
+            params.neuron[0][name][:] = spread[name] if name in subset else getattr(nrn, name)
+        out[learn] = es.loss_and_grad(net, params, batch, labels, t_max=T_MAX)
+    assert out[subset][0] == out[ALL][0]
+    for name in subset:
+        g = out[subset][1].neuron[0][name]
+        assert np.any(g != 0.0) and np.array_equal(g, out[ALL][1].neuron[0][name]), name
+    assert np.array_equal(out[subset][1].weights[0], out[ALL][1].weights[0])

@@ -63,7 +63,7 @@ def test_adjoint_layer_is_the_block_exponential(seed: int, h: float, params: boo
     rng = np.random.default_rng(10 + seed)
     Z = rng.normal(size=(N_ADJ, n))
     Z0 = Z.copy()
-    _adjoint(Z, h, C, layer_norm(C), np.empty_like(Z), np.empty_like(Z), params)
+    _adjoint(Z, h, C, layer_norm(C), np.empty_like(Z), np.empty_like(Z), params, np.arange(N_ADJ))
     for j in range(n):
         At = A[j].T
         lam = sl.expm(At * h) @ Z0[:3, j]

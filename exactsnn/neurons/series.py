@@ -40,7 +40,7 @@ from numba.extending import register_jitable
 
 from exactsnn.neurons.linear import _halvings
 
-__all__ = ["coefficients", "layer_norm", "series_terms", "propagate_layer", "adjoint_layer", "N_ADJ"]
+__all__ = ["coefficients", "layer_norm", "series_terms", "propagate_layer", "adjoint_layer", "adjoint_rows", "N_ADJ"]
 
 #: rows of the adjoint block of :func:`adjoint_layer`: lam (3), nu_g (3), nu_a1 (3), nu_b (3), nu_d (1)
 N_ADJ = 13
@@ -124,6 +124,21 @@ _ROWS = (
 )
 
 
+def adjoint_rows(learn: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Rows of :func:`adjoint_layer` that the learned parameters ``learn`` need: lam always, nu_g for tau_mem,
+    nu_a1 for a or tau_w, nu_b for tau_w, nu_d for tau_syn (int64 row indices)."""
+    rows = [0, 1, 2]
+    if "tau_mem" in learn:
+        rows += [3, 4, 5]
+    if "a" in learn or "tau_w" in learn:
+        rows += [6, 7, 8]
+    if "tau_w" in learn:
+        rows += [9, 10, 11]
+    if "tau_syn" in learn:
+        rows += [12]
+    return np.array(rows, dtype=np.int64)
+
+
 @register_jitable
 def _row(out: np.ndarray, z: np.ndarray, f: float, c1: np.ndarray, y1: np.ndarray, c2: np.ndarray, y2: np.ndarray,
          e3: float, y3: np.ndarray) -> None:
@@ -136,18 +151,19 @@ def _row(out: np.ndarray, z: np.ndarray, f: float, c1: np.ndarray, y1: np.ndarra
 
 @register_jitable
 def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray,
-                  params: bool) -> None:
+                  params: bool, rows: np.ndarray) -> None:
     """Z (N_ADJ, n) back over a stretch of h seconds for every neuron: rows 0-2 lam <- expm(A^T h) lam and,
-    with ``params``, rows 3-12 the parameter adjoints (module docstring) <- their block series. C: the (8, n)
-    rows of :func:`coefficients`; Y, Y2: scratch of Z's shape."""
+    with ``params``, the parameter adjoints (module docstring) <- their block series, those of ``rows`` (row
+    indices, 0-2 included: :func:`adjoint_rows`; the others are left alone). C: the (8, n) rows of
+    :func:`coefficients`; Y, Y2: scratch of Z's shape."""
     if h <= 0.0:
         return
     hp, pieces, k = _pieces(h, nrm, ADJ_TOL)
     n = Z.shape[1]
-    rows = N_ADJ if params else 3
+    n_rows = N_ADJ if params else 3
     m, wa, wd, s = C[0], C[1], C[2], C[3]
     for _ in range(pieces):
-        for r in range(rows):
+        for r in range(n_rows):
             for j in range(n):
                 Y[r, j] = Z[r, j]
         if not params:
@@ -166,10 +182,10 @@ def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndar
         Ya, Yb = Y, Y2
         for i in range(k, 0, -1):
             f = hp / i
-            for r in range(N_ADJ):  # one loop per row (see _row); the rows' terms are listed in _ROWS
+            for r in rows:  # one loop per row (see _row); the rows' terms are listed in _ROWS
                 o, c1, y1, c2, y2, e3, y3 = _ROWS[r]
                 _row(Yb[o], Z[o], f, C[c1], Ya[y1], C[c2], Ya[y2], e3, Ya[y3])
             Ya, Yb = Yb, Ya
-        for r in range(N_ADJ):
+        for r in rows:
             for j in range(n):
                 Z[r, j] = Ya[r, j]

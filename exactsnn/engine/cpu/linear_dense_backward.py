@@ -180,7 +180,7 @@ def _reverse_shared(
 @helper
 def _reverse_each(
     Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, tau_w: np.ndarray, tau_syn: np.ndarray, params: bool,
-    C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
+    rows: np.ndarray, C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
 ) -> None:
     """:func:`_reverse_shared` for neurons with their own A, and with ``params`` the parameter adjoints (rows 3-12
     of Z, :mod:`exactsnn.neurons.series`): one series pass; the neurons in a window on their own, written over it.
@@ -197,7 +197,7 @@ def _reverse_each(
                 xw[n_w, 1] = lI[j] * es
                 xw[n_w, 2] = es * (Z[12, j] + h * lI[j]) if params else 0.0
                 n_w += 1
-    adjoint_layer(Z, h, C, nrm, Y, Y2, params)
+    adjoint_layer(Z, h, C, nrm, Y, Y2, params, rows)
     for r in range(n_w):
         j = wl[r]
         lV[j] = 0.0
@@ -275,7 +275,8 @@ def linear_dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
     us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
     av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    params: bool, C: np.ndarray | None, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
+    params: bool, rows: np.ndarray, C: np.ndarray | None, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray,
+    up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free linear layer (see the module docstring).
 
@@ -283,7 +284,8 @@ def linear_dense_backward_sample(
     outside the layer. Weights and gradients are transposed ([pre, post]): dL/dW is added into gWt (n_pre, n),
     dL/dR into gRt (n, n), dL/db into gP[:, G_B] (gP: (n, 5), columns of
     :mod:`~exactsnn.engine.cpu.linear_backward`), with ``params`` dL/dtau_mem, dL/dtau_w, dL/dtau_syn, dL/da into
-    its other columns, and with ``want_up`` dL/dt of input event e into up[e]. ``C``: None when the neurons
+    its other columns (``rows``: the adjoint rows they need, :func:`exactsnn.neurons.series.adjoint_rows`), and
+    with ``want_up`` dL/dt of input event e into up[e]. ``C``: None when the neurons
     share A and learn none of its parameters (then ``params`` is False), else the (8, n) rows of
     :func:`exactsnn.neurons.series.coefficients`. The two cases compile apart (Numba prunes the branches on
     ``C is None``), so that a layer of shared parameters does not wait for the series code to compile.
@@ -378,7 +380,7 @@ def linear_dense_backward_sample(
             if C is None:
                 _reverse_shared(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, F, cache)
             else:
-                _reverse_each(Z, t - te, in_ref, n_ref, tau_w, tau_syn, params, C, nrm, Y, Y2, wl, xw)
+                _reverse_each(Z, t - te, in_ref, n_ref, tau_w, tau_syn, params, rows, C, nrm, Y, Y2, wl, xw)
             t = te
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
@@ -428,8 +430,8 @@ def linear_dense_backward_batch(
     times: np.ndarray, units: np.ndarray, offsets: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, down: np.ndarray, A: np.ndarray,
     tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float,
-    v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, C: np.ndarray | None, gWt: np.ndarray,
-    gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
+    v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, rows: np.ndarray, C: np.ndarray | None,
+    gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """:func:`linear_dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
     gWt, gRt, gP have a leading per-thread axis."""
@@ -439,8 +441,8 @@ def linear_dense_backward_batch(
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi], A,
-            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, C, gWt[t], gRt[t], gP[t],
-            up[lo:hi],
+            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, rows, C, gWt[t], gRt[t],
+            gP[t], up[lo:hi],
         )
 
     for_each_sample(work, offsets.size - 1)
