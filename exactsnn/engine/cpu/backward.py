@@ -232,6 +232,19 @@ def _collect_taus(w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
         gs[j] += w[j] * sI[j]
 
 
+@helper
+def _collect_with_taus(lam_I: np.ndarray, gw: np.ndarray, w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
+    """:func:`_collect` and :func:`_collect_taus` of an arrival of row w in one pass (the same sums)."""
+    mI = nu[1]
+    sI = nu[2]
+    gm = g_tau[0]
+    gs = g_tau[1]
+    for j in range(w.size):
+        gw[j] += lam_I[j]
+        gm[j] += w[j] * mI[j]
+        gs[j] += w[j] * sI[j]
+
+
 @njit(cache=True, _nrt=False, fastmath={"reassoc"})
 def _dot_each(w: np.ndarray, lam_I: np.ndarray, lam_V: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray) -> float:
     """:func:`_dot` with per-neuron 1/tau_syn and 1/tau_mem."""
@@ -320,10 +333,10 @@ def dense_backward_sample(
                 _decay_taus(lam_V, lam_I, nu, want_taus, uniform, t - te, tm0, ts0, inv_m_j, inv_s_j, r_max)
             t = te
         for e in range(e0 + 1, ie + 1):
-            if e > e0 + 1 or not first_done:
-                _collect(lam_I, gWt[uin[e]])
             if want_taus:
-                _collect_taus(Wt[uin[e]], nu, g_loc)
+                _collect_with_taus(lam_I, gWt[uin[e]], Wt[uin[e]], nu, g_loc)
+            elif e > e0 + 1 or not first_done:  # (first_done only on the fast path, which has no want_taus)
+                _collect(lam_I, gWt[uin[e]])
             if want_up:
                 if uniform:
                     up[e] += _dot(Wt[uin[e]], lam_I, lam_V, inv_s, inv_m)
@@ -346,9 +359,10 @@ def dense_backward_sample(
             d = down[s]
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
-                _collect(lam_I, gRt[k])
                 if want_taus:
-                    _collect_taus(Rt[k], nu, g_loc)
+                    _collect_with_taus(lam_I, gRt[k], Rt[k], nu, g_loc)
+                else:
+                    _collect(lam_I, gRt[k])
                 if uniform:
                     d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
                 else:
