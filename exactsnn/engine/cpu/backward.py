@@ -221,20 +221,9 @@ def _decay_taus(
 
 
 @helper
-def _collect_taus(w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
-    """An arrival of row w at every neuron: dL/dtau_mem += w nu_m,I, dL/dtau_syn += w nu_s,I."""
-    mI = nu[1]
-    sI = nu[2]
-    gm = g_tau[0]
-    gs = g_tau[1]
-    for j in range(w.size):
-        gm[j] += w[j] * mI[j]
-        gs[j] += w[j] * sI[j]
-
-
-@helper
 def _collect_with_taus(lam_I: np.ndarray, gw: np.ndarray, w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
-    """:func:`_collect` and :func:`_collect_taus` of an arrival of row w in one pass (the same sums)."""
+    """:func:`_collect` of an arrival of row w at every neuron and, in the same pass, its time-constant terms
+    w nu_m,I and w nu_s,I into g_tau (the sample's sums in rate units, see the module docstring)."""
     mI = nu[1]
     sI = nu[2]
     gm = g_tau[0]
