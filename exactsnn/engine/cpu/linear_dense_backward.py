@@ -47,6 +47,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
@@ -99,14 +100,15 @@ def _forward_shared(
     return still
 
 
-@helper
+@register_jitable
 def _window_stretch(
     X: np.ndarray, j: int, t0: float, t1: float, ref_end: np.ndarray, ref_spike: np.ndarray, A: np.ndarray,
     tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, v_reset: float, F: np.ndarray, s1: np.ndarray,
     s2: np.ndarray, cache: np.ndarray, Phi: np.ndarray, x: np.ndarray, w_end: np.ndarray, I_end: np.ndarray,
 ) -> int:
     """Neuron j, in a window at t0, from t0 to t1 into x; records w and I at the window's end if it closes by
-    t1, then the free rest of the stretch. Returns 1 if the window is still open at t1."""
+    t1, then the free rest of the stretch. Returns 1 if the window is still open at t1. Inlined into its callers
+    (a call per windowed neuron per stretch cost the shared-parameter replay ~5 %)."""
     x[0], x[1], x[2] = X[0, j], X[1, j], X[2, j]
     if ref_end[j] > t1:
         advance(x, t0, t1, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, F, False)
