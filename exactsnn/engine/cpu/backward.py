@@ -51,11 +51,6 @@ so the integral is the sum of nu at each: an arrival of weight w adds w nu_I (bo
 (at the spike for t_ref = 0, at the refractory end otherwise) adds v_reset nu_m,V there, then nu_m,V = 0 (V
 before a reset has no effect after it). nu is continuous at arrivals.
 
-The kernel carries nu in rate units, nu~ = -d lam/dr (r = 1/tau): every tau derivative above is r^2 times the
-negated rate derivative (d/dtau = -r^2 d/dr; r_m^2 for the tau_mem column, r_s^2 for tau_syn), and nu enters the
-gradient linearly, so the sums of nu~ are scaled by r^2 once per sample (``lif_tier_rate_tangents``: four
-products per neuron and stretch fewer than the tau derivatives).
-
 Two kernels, as in the forward pass: a shared-clock one for layers without delays (every input
 event is a vector event over the layer, O(n) vectorisable work) and a per-arrival one with lazy
 per-neuron adjoints for layers with delays. Gradients are accumulated in per-thread buffers.
@@ -65,21 +60,12 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
-from exactsnn.neurons.lif import (
-    TIER_GENERAL,
-    TIER_SHORT,
-    TIER_TINY,
-    lif_factors,
-    lif_stretch_tier,
-    lif_tier_rate_tangents,
-)
-from exactsnn.neurons.vexp import fma
+from exactsnn.neurons.lif import lif_factors, lif_rate_tangents, lif_short_stretch
 
 
 @njit(cache=True)
@@ -158,35 +144,15 @@ def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- per-neuron time constants
-@register_jitable(inline="always")
-def _decay_each(
-    lam_V: np.ndarray, lam_I: np.ndarray, mV: np.ndarray, mI: np.ndarray, sI: np.ndarray, h: float,
-    inv_m: np.ndarray, inv_s: np.ndarray, tier: int,
-) -> None:
-    """The per-neuron pass of :func:`_decay_taus` with the series of ``tier`` (a constant at each call site);
-    sums as FMAs (fewer operations, one rounding each)."""
-    for j in range(lam_V.size):
-        am, c, as_, dam_j, dcm_j, dcs_j, das_j = lif_tier_rate_tangents(h, inv_m[j], inv_s[j], tier)
-        lv = lam_V[j]
-        li = lam_I[j]
-        mv = mV[j]
-        lam_V[j] = am * lv
-        lam_I[j] = fma(c, lv, as_ * li)
-        mV[j] = fma(am, mv, dam_j * lv)
-        mI[j] = fma(c, mv, fma(as_, mI[j], dcm_j * lv))
-        sI[j] = fma(as_, sI[j], fma(dcs_j, lv, das_j * li))
-
-
 @helper
 def _decay_taus(
     lam_V: np.ndarray, lam_I: np.ndarray, nu: np.ndarray, want_taus: bool, uniform: bool, h: float, tau_m0: float,
     tau_s0: float, inv_m: np.ndarray, inv_s: np.ndarray, r_max: float,
 ) -> None:
-    """Carry (lam_V, lam_I) and, with ``want_taus`` or per-neuron factors, nu = (nu_m,V, nu_m,I, nu_s,I) (in rate
-    units, see the module docstring) back over a stretch of h seconds, with factors shared by every neuron
-    (``uniform``: time constants tau_m0, tau_s0) or each neuron's own (rates ``inv_m``, ``inv_s`` in 1/s, the
-    largest r_max, which picks the stretch's series tier), computed inside the pass: their maths is branch-free
-    within a tier, so it vectorises."""
+    """Carry (lam_V, lam_I) and, with ``want_taus`` or per-neuron factors, nu = (nu_m,V, nu_m,I, nu_s,I) back over
+    a stretch of h seconds, with factors shared by every neuron (``uniform``: time constants tau_m0, tau_s0) or
+    each neuron's own (rates ``inv_m``, ``inv_s``, the largest r_max), computed inside the pass: their maths is
+    branch-free, so it vectorises."""
     n = lam_V.size
     if want_taus or not uniform:
         mV = nu[0]
@@ -194,7 +160,7 @@ def _decay_taus(
         sI = nu[2]
         if uniform:
             a_m, cf, a_s = lif_factors(h, tau_m0, tau_s0)
-            _, _, _, dam, dcm, dcs, das = lif_tier_rate_tangents(h, 1.0 / tau_m0, 1.0 / tau_s0, TIER_GENERAL)
+            _, _, _, dam, dcm, dcs, das = lif_rate_tangents(h, 1.0 / tau_m0, 1.0 / tau_s0)
             for j in range(n):
                 lv = lam_V[j]
                 li = lam_I[j]
@@ -205,31 +171,32 @@ def _decay_taus(
                 mI[j] = cf * mv + a_s * mI[j] + dcm * lv
                 sI[j] = a_s * sI[j] + dcs * lv + das * li
         else:
-            # per-neuron factors always carry nu along (scratch when not ``want_taus``). One loop per tier, each
-            # with its tier a constant: with the tier a variable LLVM keeps one loop and evaluates every tier's
-            # series in it (too large a body to unswitch)
-            tier = lif_stretch_tier(h, r_max)
-            if tier == TIER_TINY:
-                _decay_each(lam_V, lam_I, mV, mI, sI, h, inv_m, inv_s, TIER_TINY)
-            elif tier == TIER_SHORT:
-                _decay_each(lam_V, lam_I, mV, mI, sI, h, inv_m, inv_s, TIER_SHORT)
-            else:
-                _decay_each(lam_V, lam_I, mV, mI, sI, h, inv_m, inv_s, TIER_GENERAL)
+            # per-neuron factors always carry nu along (scratch when not ``want_taus``): one copy of this large
+            # vectorised loop to compile
+            short = lif_short_stretch(h, r_max)
+            for j in range(n):
+                am, c, as_, dam_j, dcm_j, dcs_j, das_j = lif_rate_tangents(h, inv_m[j], inv_s[j], short)
+                lv = lam_V[j]
+                li = lam_I[j]
+                mv = mV[j]
+                lam_V[j] = am * lv
+                lam_I[j] = c * lv + as_ * li
+                mV[j] = am * mv + dam_j * lv
+                mI[j] = c * mv + as_ * mI[j] + dcm_j * lv
+                sI[j] = as_ * sI[j] + dcs_j * lv + das_j * li
     else:
         a_m, cf, a_s = lif_factors(h, tau_m0, tau_s0)
         _decay(lam_V, lam_I, a_m, cf, a_s)
 
 
 @helper
-def _collect_with_taus(lam_I: np.ndarray, gw: np.ndarray, w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
-    """:func:`_collect` of an arrival of row w at every neuron and, in the same pass, its time-constant terms
-    w nu_m,I and w nu_s,I into g_tau (the sample's sums in rate units, see the module docstring)."""
+def _collect_taus(w: np.ndarray, nu: np.ndarray, g_tau: np.ndarray) -> None:
+    """An arrival of row w at every neuron: dL/dtau_mem += w nu_m,I, dL/dtau_syn += w nu_s,I."""
     mI = nu[1]
     sI = nu[2]
     gm = g_tau[0]
     gs = g_tau[1]
     for j in range(w.size):
-        gw[j] += lam_I[j]
         gm[j] += w[j] * mI[j]
         gs[j] += w[j] * sI[j]
 
@@ -283,7 +250,6 @@ def dense_backward_sample(
     inv_s_j = 1.0 / tau_syn
     r_max = max(inv_m_j.max(), inv_s_j.max())
     nu = np.zeros((3, n if want_taus or not uniform else 0))
-    g_loc = np.zeros((2, n if want_taus else 0))  # this sample's sums of nu in rate units (module docstring)
     ie = np.searchsorted(tin, T, side="right") - 1  # inputs after T never reached the layer
     i_s = n_s - 1
     # refractory ends t_k + t_ref < T, in the order of the spikes
@@ -322,10 +288,10 @@ def dense_backward_sample(
                 _decay_taus(lam_V, lam_I, nu, want_taus, uniform, t - te, tm0, ts0, inv_m_j, inv_s_j, r_max)
             t = te
         for e in range(e0 + 1, ie + 1):
-            if want_taus:
-                _collect_with_taus(lam_I, gWt[uin[e]], Wt[uin[e]], nu, g_loc)
-            elif e > e0 + 1 or not first_done:  # (first_done only on the fast path, which has no want_taus)
+            if e > e0 + 1 or not first_done:
                 _collect(lam_I, gWt[uin[e]])
+            if want_taus:
+                _collect_taus(Wt[uin[e]], nu, g_tau)
             if want_up:
                 if uniform:
                     up[e] += _dot(Wt[uin[e]], lam_I, lam_V, inv_s, inv_m)
@@ -338,7 +304,7 @@ def dense_backward_sample(
             if want_taus:
                 # V restarts from v_reset here: that injection's share of the tau_mem integral, and no
                 # sensitivity to V before it
-                g_loc[0, k] += v_reset * nu[0, k]
+                g_tau[0, k] += v_reset * nu[0, k]
                 nu[0, k] = 0.0
             if record:
                 stV[ev_ref[s]] = 0.0
@@ -348,10 +314,9 @@ def dense_backward_sample(
             d = down[s]
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
+                _collect(lam_I, gRt[k])
                 if want_taus:
-                    _collect_with_taus(lam_I, gRt[k], Rt[k], nu, g_loc)
-                else:
-                    _collect(lam_I, gRt[k])
+                    _collect_taus(Rt[k], nu, g_tau)
                 if uniform:
                     d += _dot(Rt[k], lam_I, lam_V, inv_s, inv_m)
                 else:
@@ -359,17 +324,12 @@ def dense_backward_sample(
             lam_V[k] = _spike_jump(lam_V[k], s, I_spk, I_ref, stored, d, t_ref, tau_mem[k], v_th, v_reset)
             if want_taus:
                 if t_ref == 0.0:
-                    g_loc[0, k] += v_reset * nu[0, k]  # the reset at the spike itself
+                    g_tau[0, k] += v_reset * nu[0, k]  # the reset at the spike itself
                 nu[0, k] = 0.0
             if record:
                 stV[ev_spike[s]] = lam_V[k]
                 stI[ev_spike[s]] = lam_I[k]
         ie, i_r, i_s = e0, r0, s0
-    if want_taus:
-        # dL/dtau = r^2 (sum of nu~): once per sample
-        for j in range(n):
-            g_tau[0, j] += (inv_m_j[j] * inv_m_j[j]) * g_loc[0, j]
-            g_tau[1, j] += (inv_s_j[j] * inv_s_j[j]) * g_loc[1, j]
 
 
 @kernel

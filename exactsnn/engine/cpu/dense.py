@@ -24,7 +24,6 @@ layer state plus the spike record (time, unit, I at the spike, I at the end of r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from numba.extending import register_jitable
@@ -33,15 +32,12 @@ from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import (
-    TIER_GENERAL,
-    TIER_SHORT,
-    TIER_TINY,
     lif_factors,
     lif_first_crossing_known,
     lif_may_reach,
     lif_next_spike,
-    lif_stretch_tier,
-    lif_tier_factors,
+    lif_rate_factors,
+    lif_short_stretch,
     lif_voltage,
 )
 
@@ -63,11 +59,10 @@ def _stretch_factors(h: float, uniform: bool, tm0: float, ts0: float) -> tuple[f
 def _predict_candidates(
     cand: np.ndarray, n_cand: int, pred: np.ndarray, V: np.ndarray, I: np.ndarray, t: float, t_next: float,
     ref_end: np.ndarray, uniform: bool, fa: float, fc: float, fi: float, inv_m: np.ndarray, inv_s: np.ndarray,
-    r_max: float, tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float,
+    tau_mem: np.ndarray, tau_syn: np.ndarray, v_th: float, v_reset: float,
 ) -> None:
     """``pred[j]`` = :func:`_predict` for every listed candidate, with the factors of :func:`_stretch_factors`
-    (per neuron: those :func:`_advance_each` uses over the same stretch, bit for bit: the same series tier of
-    ``r_max``, the largest rate)."""
+    (per neuron: those :func:`_advance_each` uses over the same stretch, bit for bit)."""
     if uniform:
         tm0 = tau_mem[0]
         ts0 = tau_syn[0]
@@ -76,10 +71,9 @@ def _predict_candidates(
             pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], fa, fc, fi, tm0, ts0, v_th, v_reset)
     else:
         h = t_next - t
-        tier = lif_stretch_tier(h, r_max)
         for k in range(n_cand):
             j = cand[k]
-            a_m, c, a_s = lif_tier_factors(h, inv_m[j], inv_s[j], tier)
+            a_m, c, a_s = lif_rate_factors(h, inv_m[j], inv_s[j])
             pred[j] = _predict(V[j], I[j], t, t_next, ref_end[j], a_m, c, a_s, tau_mem[j], tau_syn[j], v_th, v_reset)
 
 
@@ -145,37 +139,6 @@ def _advance(
     return keep, _list_pending(ref_list, keep, ref_end, t2, cand, n_cand)
 
 
-def _make_advance_each_pass(tier: int) -> Callable[..., int]:
-    """The shared pass of :func:`_advance_each` with the series of ``tier``, a constant of the compiled loop (with
-    the tier a variable LLVM keeps one loop that evaluates every tier's series, too large a body to unswitch).
-
-    The pass brings (V, I) over h seconds, adds ``row`` to I and returns the number of neurons the screen
-    (k_j = k * inv_m[j]) flags.
-    """
-
-    @helper
-    def advance_each_pass(
-        V: np.ndarray, I: np.ndarray, row: np.ndarray, h: float, inv_m: np.ndarray, inv_s: np.ndarray, k: float,
-        v_th: float,
-    ) -> int:
-        flagged = 0
-        for j in range(V.size):
-            fa, fc, fi = lif_tier_factors(h, inv_m[j], inv_s[j], tier)
-            v = fa * V[j] + fc * I[j]
-            i = fi * I[j] + row[j]
-            I[j] = i
-            V[j] = v
-            flagged += lif_may_reach(v, i, k * inv_m[j], v_th)
-        return flagged
-
-    return advance_each_pass
-
-
-_advance_each_tiny = _make_advance_each_pass(TIER_TINY)
-_advance_each_short = _make_advance_each_pass(TIER_SHORT)
-_advance_each_general = _make_advance_each_pass(TIER_GENERAL)
-
-
 @helper
 def _advance_each(
     V: np.ndarray, I: np.ndarray, row: np.ndarray, t0: float, t1: float,
@@ -185,13 +148,14 @@ def _advance_each(
     v_th: float, cand: np.ndarray,
 ) -> tuple[int, int]:
     """:func:`_advance` with per-neuron time constants ``tau_m``, ``tau_s`` (``inv_m``, ``inv_s``: their inverses):
-    each neuron's factors of t1 - t0 (:func:`~exactsnn.neurons.lif.lif_tier_factors`; ``r_max``: the largest
-    rate, which picks the stretch's series tier) are computed in the pass itself, which stays vectorised (that
-    maths is branch-free within a tier), and the screen's k is per neuron.
+    each neuron's factors of t1 - t0 (:func:`~exactsnn.neurons.lif.lif_rate_factors`; ``r_max``: the largest
+    rate, for its short-stretch form) are computed in the pass itself, which stays vectorised (that maths is
+    branch-free), and the screen's k is per neuron.
 
     (A separate copy: the shared-clock pass of :func:`_advance` is the hot loop of every LIF layer, and
     calls to non-inlined helpers inside it cost ~30 % there.)
     """
+    n = V.size
     for r in range(n_ref):
         j = ref_list[r]
         te = ref_end[j]
@@ -205,15 +169,17 @@ def _advance_each(
             vfix[r] = lif_voltage(v_reset, I_end, t1 - te, tau_m[j], tau_s[j])
     k = _screen_k(t2 - t1, False, tau_m)
     h = t1 - t0
-    tier = lif_stretch_tier(h, r_max)
-    # one loop per series tier; screening even when the caller does not ask (its cost is small next to the
-    # factors')
-    if tier == TIER_TINY:
-        flagged = _advance_each_tiny(V, I, row, h, inv_m, inv_s, k, v_th)
-    elif tier == TIER_SHORT:
-        flagged = _advance_each_short(V, I, row, h, inv_m, inv_s, k, v_th)
-    else:
-        flagged = _advance_each_general(V, I, row, h, inv_m, inv_s, k, v_th)
+    short = lif_short_stretch(h, r_max)
+    flagged = 0
+    # one loop, screening even when the caller does not ask (its cost is small next to the factors'): each
+    # copy of this loop is a large vectorised body to compile
+    for j in range(n):
+        fa, fc, fi = lif_rate_factors(h, inv_m[j], inv_s[j], short)
+        v = fa * V[j] + fc * I[j]
+        i = fi * I[j] + row[j]
+        I[j] = i
+        V[j] = v
+        flagged += lif_may_reach(v, i, k * inv_m[j], v_th)
     keep = 0
     for r in range(n_ref):
         j = ref_list[r]
@@ -397,8 +363,8 @@ def dense_sample(
         if n_cand > 0 and t_next - t != fh:
             fh = t_next - t
             fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0)
-        _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, inv_m, inv_s, r_max,
-                            tau_mem, tau_syn, v_th, v_reset)
+        _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, inv_m, inv_s, tau_mem,
+                            tau_syn, v_th, v_reset)
         if not has_rec:
             # neurons do not interact until the next input: run each candidate's spikes to t_next
             # (the caller puts the record in time order)
@@ -460,7 +426,7 @@ def dense_sample(
                 fh = t_next - t
                 fa, fc, fi = _stretch_factors(fh, uniform, tm0, ts0)
             _predict_candidates(cand, n_cand, pred, V, I, t, t_next, ref_end, uniform, fa, fc, fi, inv_m, inv_s,
-                                r_max, tau_mem, tau_syn, v_th, v_reset)
+                                tau_mem, tau_syn, v_th, v_reset)
         if ev >= n_ev:
             break
         # ---- bring the layer to the next input time and apply every input at that time
