@@ -63,6 +63,7 @@ from numba import njit
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
+from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import lif_factors, lif_rate_tangents, lif_short_stretch
@@ -135,12 +136,6 @@ def _decay(lam_V: np.ndarray, lam_I: np.ndarray, a_m: float, cf: float, a_s: flo
         lv = lam_V[j]
         lam_I[j] = cf * lv + a_s * lam_I[j]
         lam_V[j] = a_m * lv
-
-
-@helper
-def _collect(lam_I: np.ndarray, gw: np.ndarray) -> None:
-    for j in range(lam_I.size):
-        gw[j] += lam_I[j]
 
 
 # ----------------------------------------------------------------------------- per-neuron time constants
@@ -289,7 +284,7 @@ def dense_backward_sample(
             t = te
         for e in range(e0 + 1, ie + 1):
             if e > e0 + 1 or not first_done:
-                _collect(lam_I, gWt[uin[e]])
+                add_row(gWt[uin[e]], lam_I)
             if want_taus:
                 _collect_taus(Wt[uin[e]], nu, g_tau)
             if want_up:
@@ -314,7 +309,7 @@ def dense_backward_sample(
             d = down[s]
             if has_rec:
                 # its zero-delay recurrent arrivals come after the spike in the forward pass
-                _collect(lam_I, gRt[k])
+                add_row(gRt[k], lam_I)
                 if want_taus:
                     _collect_taus(Rt[k], nu, g_tau)
                 if uniform:

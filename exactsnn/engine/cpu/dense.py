@@ -30,6 +30,7 @@ from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.jit import helper, kernel
+from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.lif import (
     lif_factors,
@@ -198,12 +199,6 @@ def _advance_each(
 
 
 @helper
-def _add_row(I: np.ndarray, row: np.ndarray) -> None:
-    for j in range(I.size):
-        I[j] += row[j]
-
-
-@helper
 def _screen_k(h: float, uniform: bool, tau_mem: np.ndarray) -> float:
     """The screen's k = h/tau_mem when ``uniform``; else the factor k with k_j = k/tau_mem_j >= h/tau_mem_j
     formed as ``k * inv_m[j]`` (see :data:`SCREEN_UP`)."""
@@ -222,7 +217,7 @@ def _list_flags(V: np.ndarray, I: np.ndarray, k: float, v_th: float, flags: np.n
     """
     for j in range(V.size):
         flags[j] = lif_may_reach(V[j], I[j], k, v_th)
-    return read_flags(flags, cand)
+    return read_flags(flags, cand, 0, False)
 
 
 @helper
@@ -232,7 +227,7 @@ def _list_flags_each(
     """:func:`_list_flags` with per-neuron k_j = k * inv_m[j] (:func:`_screen_k`)."""
     for j in range(V.size):
         flags[j] = lif_may_reach(V[j], I[j], k * inv_m[j], v_th)
-    return read_flags(flags, cand)
+    return read_flags(flags, cand, 0, False)
 
 
 @register_jitable
@@ -417,7 +412,7 @@ def dense_sample(
                                               t_ref, n_fired == 1, t_next, v_th, cand)
             fh = -1.0
             for k in range(1, n_fired):
-                _add_row(I, Rt[fired[k]])
+                add_row(I, Rt[fired[k]])
             if n_fired > 1:
                 n_cand = _screen(V, I, best, t_next, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m, uniform,
                                  v_th)
@@ -447,7 +442,7 @@ def dense_sample(
                                           vfix, flags, tau_mem, tau_syn, inv_m, inv_s, r_max, v_reset, out_i, out_r,
                                           t_ref, single, t2, v_th, cand)
         for e in range(ev + 1, ev_end):
-            _add_row(I, Wt[uin[e]])
+            add_row(I, Wt[uin[e]])
         if not single:
             n_cand = _screen(V, I, t_next, t2, ref_list, n_ref, ref_end, cand, flags, tau_mem, inv_m, uniform, v_th)
         ev = ev_end

@@ -85,6 +85,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import grow
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
@@ -309,16 +310,10 @@ def _kick_screen(
 
 @helper
 def _list_flags(flags: np.ndarray, out: np.ndarray, m: int) -> int:
-    """Append the flagged neurons to ``out[m:]`` (flags cleared, read eight at a time); returns the new length."""
-    words = flags.view(np.uint64)
-    for w in range(words.size):
-        if words[w] != 0:
-            for j in range(8 * w, 8 * w + 8):
-                if flags[j]:
-                    out[m] = j
-                    m += 1
-                    flags[j] = 0
-    return m
+    """Append the flagged neurons to ``out[m:]`` and clear their flags (:func:`read_flags`); returns the new length.
+    A helper of its own: inlined into the kernel, the flag reader slowed its forward pass (0.09-0.11 against
+    0.07-0.08 s per batch in an A/B)."""
+    return read_flags(flags, out, m, True)
 
 
 @helper

@@ -42,6 +42,7 @@ from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.maths import advance, expm_into, layer_norm, next_spike, propagate_layer
+from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.series import coefficients
 
@@ -409,7 +410,7 @@ def _shared_pass_uniform(
                                   flags)
     if not screen or flagged == 0:
         return 0, keep
-    return read_flags(flags, cand), keep
+    return read_flags(flags, cand, 0, False), keep
 
 
 @helper
@@ -464,7 +465,7 @@ def _shared_pass_each(
                                   flags)
     if not screen or flagged == 0:
         return 0, keep
-    return read_flags(flags, cand), keep
+    return read_flags(flags, cand, 0, False), keep
 
 
 @helper
@@ -598,7 +599,7 @@ def linear_dense_sample(
                                         out_r, cand, n_fired == 1, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
             if n_fired > 1:
                 for k in range(1, n_fired):
-                    _add_row(X[2], Rt[fired[k]])
+                    add_row(X[2], Rt[fired[k]])
                 n_cand, n_sp = _shared_pass(X, tl, best, best, zero_row, ref_end, ref_spike, A, tau_w,
                                             tau_syn, av, v_reset, v_th, t_next - best, Phi, s1, s2, cache, cPhi,
                                             uniform, out_r, cand, True, spl, n_sp, in_sp, xsp, flags, G, C, nrm,
@@ -622,7 +623,7 @@ def linear_dense_sample(
         if not single:
             # simultaneous inputs: the layer is at t_next now; add the other rows, then screen once
             for e in range(ev + 1, ev_end):
-                _add_row(X[2], Wt[uin[e]])
+                add_row(X[2], Wt[uin[e]])
             n_cand, n_sp = _shared_pass(X, tl, t_next, t_next, zero_row, ref_end, ref_spike, A, tau_w,
                                         tau_syn, av, v_reset, v_th, t2 - t_next, Phi, s1, s2, cache, cPhi, uniform,
                                         out_r, cand, True, spl, n_sp, in_sp, xsp, flags, G, C, nrm, Y)
@@ -630,12 +631,6 @@ def linear_dense_sample(
         t = t_next
     _close_windows(X[2], tl, ref_end, ref_spike, tau_syn, t_max, out_r)
     return count
-
-
-@helper
-def _add_row(I: np.ndarray, row: np.ndarray) -> None:
-    for j in range(I.size):
-        I[j] += row[j]
 
 
 def run_linear_batch(

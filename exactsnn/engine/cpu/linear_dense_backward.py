@@ -53,15 +53,10 @@ from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
 from exactsnn.engine.cpu.maths import adjoint_layer, advance, layer_norm, propagate_layer
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
+from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import expm_block_into
 from exactsnn.neurons.series import N_ADJ
-
-
-@helper
-def _add_row(I: np.ndarray, row: np.ndarray) -> None:
-    for j in range(I.size):
-        I[j] += row[j]
 
 
 @helper
@@ -211,12 +206,6 @@ def _reverse_each(
             Z[12, j] = xw[r, 2]
 
 
-@helper
-def _collect(lI: np.ndarray, g: np.ndarray) -> None:
-    for j in range(lI.size):
-        g[j] += lI[j]
-
-
 @njit(cache=True, _nrt=False, fastmath={"reassoc"})
 def _dot(w: np.ndarray, lI: np.ndarray, lV: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray) -> float:
     """sum_j w_j (lam_I,j/tau_syn,j - lam_V,j/tau_mem,j): dL/dt of an arrival of row w at every neuron.
@@ -308,8 +297,9 @@ def linear_dense_backward_sample(
     xw = np.empty((n, 3))
     # ---- (1) forward replay: w and I just before each spike and at each window's end
     X = np.zeros((3, n))
-    Y = np.empty((N_ADJ, n))
-    Y2 = np.empty((N_ADJ, n))
+    n_series = 0 if C is None else n  # the series' scratch, for per-neuron parameters only
+    Y = np.empty((N_ADJ, n_series))
+    Y2 = np.empty((N_ADJ, n_series))
     V, Wv, I = X[0], X[1], X[2]
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
@@ -346,11 +336,11 @@ def linear_dense_backward_sample(
                 n_ref += 1
             s += 1
         while e < n_in and tin[e] == te:
-            _add_row(I, Wt[uin[e]])
+            add_row(I, Wt[uin[e]])
             e += 1
         if has_rec:
             for q in range(s_first, s):
-                _add_row(I, Rt[us_[q]])
+                add_row(I, Rt[us_[q]])
     for j in range(n):  # windows that close after the last event, before T
         if t < ref_end[j] < T:
             x[0], x[1], x[2] = V[j], Wv[j], I[j]
@@ -387,14 +377,14 @@ def linear_dense_backward_sample(
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
                 k = us_[q]
-                _collect(lI, gRt[k])
+                add_row(gRt[k], lI)
                 rec_down[q] = _dot(Rt[k], lI, lV, inv_s, inv_m)
                 if C is not None:
                     if params:
                         _collect_params(Z, Rt[k], G)
         for q in range(e0 + 1, ie + 1):
             u = uin[q]
-            _collect(lI, gWt[u])
+            add_row(gWt[u], lI)
             if want_up:
                 up[q] += _dot(Wt[u], lI, lV, inv_s, inv_m)
             if C is not None:
