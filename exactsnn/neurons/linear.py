@@ -203,6 +203,73 @@ def expm_into(M: np.ndarray, s: float, out: np.ndarray, t1: np.ndarray, t2: np.n
 
 
 @register_jitable
+def propagate_short(M: np.ndarray, s: float, x: np.ndarray) -> bool:
+    """x <- expm(M s) x for a neuron's A = M (M[2, 0] = M[2, 1] = 0) without forming the matrix, when
+    ||M s||_inf <= 1/2: the Taylor series of expm(M s) x in Horner form, x + s M (x + s M/2 (x + ...)), with the
+    stopping rule of :func:`expm_block_into` ((||M s||)^k / k! <= 1e-18), ~6x fewer operations than the
+    propagator for the short stretches between a neuron's arrivals. Returns False (x untouched) when the
+    stretch is longer; the caller then uses the propagator."""
+    m00, m01, m02 = M[0, 0], M[0, 1], M[0, 2]
+    m10, m11, m12 = M[1, 0], M[1, 1], M[1, 2]
+    m22 = M[2, 2]
+    nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
+    if nrm > 0.5:
+        return False
+    k = 0
+    t = 1.0
+    while t > 1e-18:
+        k += 1
+        t *= nrm / k
+    x0, x1, x2 = x[0], x[1], x[2]
+    y0, y1, y2 = x0, x1, x2
+    for i in range(k, 0, -1):
+        f = s / i
+        y0, y1, y2 = (x0 + f * (m00 * y0 + m01 * y1 + m02 * y2), x1 + f * (m10 * y0 + m11 * y1 + m12 * y2),
+                      x2 + f * (m22 * y2))
+    x[0], x[1], x[2] = y0, y1, y2
+    return True
+
+
+@register_jitable
+def flow(A: np.ndarray, s: float, x: np.ndarray, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> None:
+    """x <- expm(A s) x: :func:`propagate_short` on short stretches, else through the propagator (Phi, s1, s2:
+    3x3 scratch)."""
+    if not propagate_short(A, s, x):
+        expm_into(A, s, Phi, s1, s2)
+        propagate(Phi, x)
+
+
+@register_jitable
+def flow_adjoint(A: np.ndarray, s: float, lam: np.ndarray, Phi: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> None:
+    """lam <- expm(A^T s) lam (an adjoint brought back over a stretch of s seconds): the Taylor series in Horner
+    form when ||A s||_1 <= 1/2 (the stopping rule of :func:`expm_block_into`), else through the propagator
+    (Phi, s1, s2: 3x3 scratch)."""
+    m00, m01, m02 = A[0, 0], A[0, 1], A[0, 2]
+    m10, m11, m12 = A[1, 0], A[1, 1], A[1, 2]
+    m22 = A[2, 2]
+    nrm = max(max(abs(m00) + abs(m10), abs(m01) + abs(m11)), abs(m02) + abs(m12) + abs(m22)) * abs(s)
+    if nrm > 0.5:
+        expm_into(A, s, Phi, s1, s2)
+        l0 = Phi[0, 0] * lam[0] + Phi[1, 0] * lam[1]
+        l1 = Phi[0, 1] * lam[0] + Phi[1, 1] * lam[1]
+        l2 = Phi[0, 2] * lam[0] + Phi[1, 2] * lam[1] + Phi[2, 2] * lam[2]
+        lam[0], lam[1], lam[2] = l0, l1, l2
+        return
+    k = 0
+    t = 1.0
+    while t > 1e-18:
+        k += 1
+        t *= nrm / k
+    x0, x1, x2 = lam[0], lam[1], lam[2]
+    y0, y1, y2 = x0, x1, x2
+    for i in range(k, 0, -1):
+        f = s / i
+        y0, y1, y2 = (x0 + f * (m00 * y0 + m10 * y1), x1 + f * (m01 * y0 + m11 * y1),
+                      x2 + f * (m02 * y0 + m12 * y1 + m22 * y2))
+    lam[0], lam[1], lam[2] = y0, y1, y2
+
+
+@register_jitable
 def propagate(Phi: np.ndarray, x: np.ndarray) -> None:
     """x = Phi x in place (3-vectors; Phi upper block triangular: I feeds V, V and w couple)."""
     v = Phi[0, 0] * x[0] + Phi[0, 1] * x[1] + Phi[0, 2] * x[2]
@@ -246,8 +313,7 @@ def advance(
                 cache[0] = s
             propagate(cPhi, x)
         else:
-            expm_into(A, s, Phi, s1, s2)
-            propagate(Phi, x)
+            flow(A, s, x, Phi, s1, s2)
     return i_end
 
 
@@ -281,10 +347,9 @@ def _polish(
     dx_old = 2.0 * b_
     dx = b_
     for _ in range(200):
-        expm_into(A, u, Phi, s1, s2)
         for i in range(3):
             y[i] = x_lo[i]
-        propagate(Phi, y)
+        flow(A, u, y, Phi, s1, s2)
         f = y[0] - v_th
         if f >= 0.0:
             b_ = u
@@ -344,20 +409,18 @@ def first_crossing(
             hi = min(s + t_star, H)
             for i in range(3):
                 xl[i] = xs[i]
-            expm_into(A, hi - s, Phi, s1, s2)
             for i in range(3):
                 y[i] = xs[i]
-            propagate(Phi, y)
+            flow(A, hi - s, y, Phi, s1, s2)
             if y[0] >= v_th:
                 return _polish(xl, s, hi, y[0], A, v_th, t0, Phi, s1, s2, y)
             if hi >= H:
                 return -1.0  # V rises monotonically to H and stays below v_th
             # rounding kept V(s + t*) a hair below v_th: try the end of the rising stretch
             hi = min(s + t_rise, H)
-            expm_into(A, hi - s, Phi, s1, s2)
             for i in range(3):
                 y[i] = xs[i]
-            propagate(Phi, y)
+            flow(A, hi - s, y, Phi, s1, s2)
             if y[0] >= v_th:
                 return _polish(xl, s, hi, y[0], A, v_th, t0, Phi, s1, s2, y)
             if hi >= H:
@@ -375,8 +438,7 @@ def first_crossing(
             return s  # the gap is below what the step can resolve: a tangential touch
         for i in range(3):
             xl[i] = xs[i]
-        expm_into(A, h, Phi, s1, s2)
-        propagate(Phi, xs)
+        flow(A, h, xs, Phi, s1, s2)
         if xs[0] >= v_th:
             # only rounding can put V above v_th at a safe step's end: the root is within it
             return _polish(xl, s, s_new, xs[0], A, v_th, t0, Phi, s1, s2, y)
@@ -470,6 +532,8 @@ def lam_x_integral(
                 big = max(big, abs(coef * T1[i, j]))
         if big <= tol:
             break
+    if sq == 0:
+        return  # a short stretch needs no doubling (nor E)
     # E = expm(A^T h)
     expm_into(A, h, S, T1, E)  # S = expm(A h) (T1, E scratch)
     for i in range(3):

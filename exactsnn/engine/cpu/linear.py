@@ -41,7 +41,7 @@ from numba.extending import register_jitable
 from exactsnn.engine.cpu.flags import read_flags
 from exactsnn.engine.cpu.heap import heap_pop, heap_push, heap_replace_top, heap_reserve
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.engine.cpu.maths import advance, expm_into, layer_norm, next_spike, propagate_layer
+from exactsnn.engine.cpu.maths import advance, expm_into, layer_norm, next_spike, pnorm, propagate_layer, window_advance
 from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.series import coefficients
@@ -49,6 +49,11 @@ from exactsnn.neurons.series import coefficients
 _CROSS = 0
 _FF = 1
 _REC = 2
+_CHECK = 3
+#: look-ahead (s) of a crossing prediction in a layer with delays: a neuron's next arrival is unknown there, so
+#: its crossing is searched to a check point at most this far ahead, where it is looked at again (see
+#: :func:`linear_sample`); a search to t_max would rarely be ruled out by the screen
+CHECK_AHEAD = 2e-3
 
 
 @kernel
@@ -82,6 +87,7 @@ def linear_sample(
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
     version = np.zeros(n, np.int64)
+    check = np.full(n, -1.0)  # each neuron's pending check time (-1: none)
     Phi, s1, s2, cPhi, cache, xa, xs, xl, y = _scratch()
     hcap = 2 * n + 64
     ht = np.empty(hcap)
@@ -121,6 +127,13 @@ def linear_sample(
             if b_ != version[j]:
                 continue
             wgt = 0.0
+        elif kind == _CHECK:
+            size = heap_pop(ht, hk, hs, ha, hb, size)
+            j = a_
+            if check[j] != t:
+                continue
+            check[j] = -1.0
+            wgt = 0.0
         else:
             if kind == _FF:
                 u = uin[a_]
@@ -159,16 +172,42 @@ def linear_sample(
             count += 1
         version[j] += 1
         horizon = t_max
-        if not delays and p < n_in:
-            horizon = tin[p]
+        if not delays:
+            if p < n_in:
+                horizon = tin[p]
+        elif check[j] > t:
+            horizon = min(check[j], t_max)  # looked at again there anyway
+        elif t + CHECK_AHEAD < t_max:
+            horizon = t + CHECK_AHEAD
         ts = next_spike(x, t, horizon, ref_end[j], A[j], P[j], bnd[j, 0], bnd[j, 1], tau_w[j], tau_syn[j],
                         av[j], v_th, v_reset, Phi, s1, s2, xa, xs, xl, y)
         if ts >= 0.0 and (kind != _CROSS or ts > t or ref_end[j] > t):
             ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
             size = heap_push(ht, hk, hs, ha, hb, size, ts, _CROSS, seq, j, version[j])
             seq += 1
+        elif ts < 0.0 and horizon < t_max and check[j] <= t and _may_ever_cross(
+                x, t, ref_end[j], P[j], bnd[j, 0], tau_w[j], tau_syn[j], av[j], v_th, v_reset, xa):
+            check[j] = horizon  # no crossing before the horizon: look again there
+            ht, hk, hs, ha, hb = heap_reserve(ht, hk, hs, ha, hb, size, 1)
+            size = heap_push(ht, hk, hs, ha, hb, size, horizon, _CHECK, seq, j, 0)
+            seq += 1
     _close_windows(X[:, 2], tl, ref_end, ref_spike, tau_syn, t_max, out_r)
     return count
+
+
+@helper
+def _may_ever_cross(
+    x: np.ndarray, t: float, ref_end: float, P: np.ndarray, beta: float, tau_w: float, tau_syn: float, a: float,
+    v_th: float, v_reset: float, xa: np.ndarray,
+) -> bool:
+    """False only if the free flow from state x at t (refractory until ref_end) stays below v_th for ever:
+    V <= beta ||x||_P, which never grows (P: the Lyapunov form of :func:`exactsnn.neurons.linear.crossing_bounds`).
+    xa: scratch."""
+    for i in range(3):
+        xa[i] = x[i]
+    if ref_end > t:
+        window_advance(xa, ref_end - t, tau_w, tau_syn, a, v_reset)
+    return xa[0] >= v_th or beta * pnorm(P, xa) >= v_th
 
 
 @helper

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from exactsnn.engine.cpu.jit import helper, kernel
-from exactsnn.engine.cpu.maths import advance, expm_into, lam_x_integral
+from exactsnn.engine.cpu.maths import advance, flow_adjoint, lam_x_integral
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 
@@ -172,6 +172,12 @@ def linear_backward_sample(
                     ej[c] = j
                     c += 1
     order = _forward_order(et, ek, m - m_ff - m_rec, m_ff, delays)
+    # the events in forward order, gathered once: both replays then walk the arrays in order (reading them
+    # through ``order`` costs a cache miss per array and event)
+    et = et[order]
+    ek = ek[order]
+    ei = ei[order]
+    ej = ej[order]
     # ---- (2) forward replay: state of the neuron just before each event
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
@@ -184,21 +190,20 @@ def linear_backward_sample(
     xm = np.empty((m, 3))
     last_end = np.full(n, -np.inf)  # end of each neuron's last refractory window
     for q in range(m):
-        idx = order[q]
-        j = ej[idx]
-        t = et[idx]
+        j = ej[q]
+        t = et[q]
         x = X[j]
         advance(x, tl[j], t, ref_end[j], A[j], tau_w[j], tau_syn[j], av[j], v_reset, Phi, s1, s2, cache, cPhi,
                uniform)
         tl[j] = t
-        xm[idx, 0] = x[0]
-        xm[idx, 1] = x[1]
-        xm[idx, 2] = x[2]
-        kind = ek[idx]
+        xm[q, 0] = x[0]
+        xm[q, 1] = x[1]
+        xm[q, 2] = x[2]
+        kind = ek[q]
         if kind == _FF:
-            x[2] += Wt[uin[ei[idx]], j]
+            x[2] += Wt[uin[ei[q]], j]
         elif kind == _REC:
-            x[2] += Rt[us_[ei[idx]], j]
+            x[2] += Rt[us_[ei[q]], j]
         elif kind == _SPIKE:
             x[0] = v_reset
             x[1] += bv[j]
@@ -220,22 +225,20 @@ def linear_backward_sample(
     q3 = np.empty((3, 3))
     v1 = np.empty(3)
     v2 = np.empty(3)
-    lv = np.empty(3)
     cache[0] = -1.0
     for q in range(m - 1, -1, -1):
-        idx = order[q]
-        j = ej[idx]
-        t = et[idx]
-        kind = ek[idx]
-        i = ei[idx]
+        j = ej[q]
+        t = et[q]
+        kind = ek[q]
+        i = ei[q]
         tm = tau_mem[j]
         tw = tau_w[j]
         ts = tau_syn[j]
         a = av[j]
         # state just after the event
-        x0[0] = xm[idx, 0]
-        x0[1] = xm[idx, 1]
-        x0[2] = xm[idx, 2]
+        x0[0] = xm[q, 0]
+        x0[1] = xm[q, 1]
+        x0[2] = xm[q, 2]
         if kind == _FF:
             x0[2] += Wt[uin[i], j]
         elif kind == _REC:
@@ -263,18 +266,7 @@ def linear_backward_sample(
                     gP[j, G_TAU_W] += (Q[1, 1] - a * Q[1, 0]) / (tw * tw)
                     gP[j, G_A] += Q[1, 0] / tw
                     gP[j, G_TAU_SYN] += Q[2, 2] / (ts * ts)
-                if uniform:
-                    if cache[0] != Dt:
-                        expm_into(A[j], Dt, cPhi, s1, s2)
-                        cache[0] = Dt
-                    F = cPhi
-                else:
-                    expm_into(A[j], Dt, Phi, s1, s2)
-                    F = Phi
-                for r in range(3):
-                    lv[r] = F[0, r] * lam_j[0] + F[1, r] * lam_j[1] + F[2, r] * lam_j[2]
-                for r in range(3):
-                    lam_j[r] = lv[r]
+                flow_adjoint(A[j], Dt, lam_j, Phi, s1, s2)
             tb[j] = t
         lam_j = lam[j]
         if kind == _FF:
@@ -293,12 +285,12 @@ def linear_backward_sample(
             rec_down[i] += Rt[k, j] * g
         elif kind == _REF:
             # releasing the clamp later leaves V short of its free slope at the window's end
-            stored[i] = window_end_term(lam_j[0], xm[idx, 2], xm[idx, 1], v_reset, tm)
+            stored[i] = window_end_term(lam_j[0], xm[q, 2], xm[q, 1], v_reset, tm)
             lam_j[0] = 0.0
             in_ref[j] = True
         else:
             gP[j, G_B] += lam_j[1]
-            lam_j[0] = spike_jump(lam_j[0], lam_j[1], xm[idx, 2], xm[idx, 1], stored[i], t_ref, down[i],
+            lam_j[0] = spike_jump(lam_j[0], lam_j[1], xm[q, 2], xm[q, 1], stored[i], t_ref, down[i],
                                   rec_down[i], tm, tw, a, bv[j], v_th, v_reset)
             in_ref[j] = False
 

@@ -23,8 +23,8 @@ from exactsnn.neurons import linear as _linear
 from exactsnn.neurons import series as _series
 
 __all__ = [
-    "adjoint_layer", "advance", "cpu_helpers", "expm_into", "first_crossing", "lam_x_integral", "layer_norm",
-    "may_cross_before", "next_spike", "propagate_layer",
+    "adjoint_layer", "advance", "cpu_helpers", "expm_into", "first_crossing", "flow_adjoint", "lam_x_integral",
+    "layer_norm", "may_cross_before", "next_spike", "pnorm", "propagate_layer", "window_advance",
 ]
 
 
@@ -42,15 +42,19 @@ def cpu_helpers(module: ModuleType, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 _LINEAR = cpu_helpers(_linear, (
-    "expm_into", "propagate", "window_advance", "advance", "_pnorm", "_vdot", "_polish", "first_crossing",
+    "expm_into", "propagate", "propagate_short", "flow", "flow_adjoint", "window_advance",
+    "advance", "_pnorm", "_vdot", "_polish", "first_crossing",
     "may_cross_before", "next_spike", "lam_x_integral",
 ))
 advance = _LINEAR["advance"]
 expm_into = _LINEAR["expm_into"]
+flow_adjoint = _LINEAR["flow_adjoint"]
 first_crossing = _LINEAR["first_crossing"]
 lam_x_integral = _LINEAR["lam_x_integral"]
 may_cross_before = _LINEAR["may_cross_before"]
 next_spike = _LINEAR["next_spike"]
+pnorm = _LINEAR["_pnorm"]
+window_advance = _LINEAR["window_advance"]
 
 # the layer-wide series (called once per stretch: the call costs nothing, one compiled copy each)
 _SERIES = cpu_helpers(_series, ("layer_norm", "propagate_layer", "adjoint_layer"))
