@@ -50,8 +50,8 @@ import numpy as np
 from numba.extending import register_jitable
 
 __all__ = [
-    "system_matrices", "crossing_bounds", "expm_block_into", "expm_into", "propagate", "advance", "first_crossing",
-    "next_spike", "window_advance", "lam_x_integral",
+    "system_matrices", "crossing_bounds", "expm_block_into", "expm_into", "propagate", "propagate_short", "flow",
+    "flow_adjoint", "advance", "first_crossing", "next_spike", "window_advance", "lam_x_integral",
 ]
 
 EPS = 2.220446049250313e-16

@@ -8,8 +8,14 @@ per presynaptic spike in flight, its arrivals in delay order), together with eac
 next crossing, skipped when stale (version stamps). At equal times a crossing comes first, then
 feedforward, then recurrent arrivals.
 
-Horizon of a prediction. With per-synapse delays a neuron's next arrival is unknown, so its next
-crossing is searched up to t_max (after a cheap bound that rules most neurons out). Without delays
+Horizon of a prediction. With per-synapse delays a neuron's next arrival is unknown. Its next crossing
+is searched to a *check point* at most ``CHECK_AHEAD`` (2 ms) ahead (or to its pending one), where a check
+event brings it there and looks again; none is set when no crossing can ever come without input
+(V <= beta ||x||_P < v_th: the Lyapunov bound, which never grows). Over such short horizons the quadratic
+screen clears most neurons; searched to t_max (as before) it cleared few, and each search stepped
+through the whole sample: the forward pass of the adLIF + feedforward-delay network took 3x longer per
+arrival. A check is an event like an arrival of weight zero (the neuron is brought to it), so the spike
+times are those of a search from a later starting point: equal to a few ulps. Without delays
 every neuron receives every input spike (zero weights included: they re-predict), so the search only
 needs to reach the next input spike time, where the neuron is looked at again; recurrent arrivals
 (zero delay) re-predict too. Over such short horizons the quadratic bound of

@@ -9,11 +9,12 @@ forward order (at equal times: spikes, window ends, feedforward, then recurrent 
 forward replay with the known spike times (no crossing search) stores each neuron's state just
 before each of its events; (3) the events are replayed in reverse with lazy per-neuron adjoints
 lam = (lam_V, lam_w, lam_I) = dL/dx, each brought back over the stretch since the neuron's previous
-(later) event by expm(A D)^T, with the stretch's parameter integral Q = int lam x^T dt taken from
+(later) event by expm(A^T D) (:func:`exactsnn.neurons.linear.flow_adjoint`: its Taylor series on the
+short stretches between arrivals), with the stretch's parameter integral Q = int lam x^T dt taken from
 one structured Van Loan exponential (:func:`exactsnn.neurons.linear.lam_x_integral`) when neuron
-parameters are learned. When the neurons share their parameters the propagator of the last stretch
-length is cached (in a layer without delays the stretches of all neurons between two inputs are
-equal). Memory: 3 floats per event.
+parameters are learned. The events are gathered into forward order once, so that both replays walk
+them in order (through the sort permutation every array read was a cache miss). Memory: 3 floats per
+event.
 
 Used for layers with delays and for layers that learn a neuron parameter that changes A (tau_mem, tau_w,
 tau_syn, a); a delay-free layer that learns at most b runs on the shared-clock replay of
