@@ -175,10 +175,17 @@ def linear_backward_sample(
     order = _forward_order(et, ek, m - m_ff - m_rec, m_ff, delays)
     # the events in forward order, gathered once: both replays then walk the arrays in order (reading them
     # through ``order`` costs a cache miss per array and event)
-    et = et[order]
-    ek = ek[order]
-    ei = ei[order]
-    ej = ej[order]
+    t_s = np.empty(m)
+    k_s = np.empty(m, np.int64)
+    i_s = np.empty(m, np.int64)
+    j_s = np.empty(m, np.int64)
+    for q in range(m):
+        o = order[q]
+        t_s[q] = et[o]
+        k_s[q] = ek[o]
+        i_s[q] = ei[o]
+        j_s[q] = ej[o]
+    et, ek, ei, ej = t_s, k_s, i_s, j_s
     # ---- (2) forward replay: state of the neuron just before each event
     Phi = np.empty((3, 3))
     s1 = np.empty((3, 3))
