@@ -6,7 +6,7 @@ unsigned integer of the same order (sign bit set for keys >= 0, all bits inverte
 is made +0.0 first, so the two zeros tie), then one stable counting pass per byte, low byte first, moving
 keys and indices together; a byte that all keys share is skipped (event times in [0, 1 s] share their top
 bytes). O(8 n) time, O(n) extra memory; arrays of fewer than 64 keys are insertion-sorted. Sorting the 1.5
-million events of a training sample's arrival list takes 0.1 s; the index-only merge sort it replaces
+million events of a training sample's arrival list takes 0.17 s; the index-only merge sort it replaces
 read ``keys[idx]`` at random and took 1.4 s. Keys must not be NaN.
 """
 
