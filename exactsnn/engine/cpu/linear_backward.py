@@ -134,10 +134,11 @@ def linear_backward_sample(
                 if ts_[s] + Et[us_[s], j] <= T:
                     m_rec += 1
     m += m_ff + m_rec
+    # 17 bytes per event (kind int8, indices int32): the list is this kernel's memory
     et = np.empty(m)
-    ek = np.empty(m, np.int64)
-    ei = np.empty(m, np.int64)
-    ej = np.empty(m, np.int64)
+    ek = np.empty(m, np.int8)
+    ei = np.empty(m, np.int32)
+    ej = np.empty(m, np.int32)
     c = 0
     for s in range(n_s):
         et[c] = ts_[s]
@@ -176,9 +177,9 @@ def linear_backward_sample(
     # the events in forward order, gathered once: both replays then walk the arrays in order (reading them
     # through ``order`` costs a cache miss per array and event)
     t_s = np.empty(m)
-    k_s = np.empty(m, np.int64)
-    i_s = np.empty(m, np.int64)
-    j_s = np.empty(m, np.int64)
+    k_s = np.empty(m, np.int8)
+    i_s = np.empty(m, np.int32)
+    j_s = np.empty(m, np.int32)
     for q in range(m):
         o = order[q]
         t_s[q] = et[o]
