@@ -51,10 +51,11 @@ from numba.extending import register_jitable
 
 __all__ = [
     "system_matrices", "crossing_bounds", "expm_block_into", "expm_into", "propagate", "propagate_short", "flow",
-    "flow_adjoint", "advance", "first_crossing", "next_spike", "window_advance", "lam_x_integral",
+    "flow_adjoint", "series_terms", "advance", "first_crossing", "next_spike", "window_advance", "lam_x_integral",
 ]
 
 EPS = 2.220446049250313e-16
+TERM_TOL = 1e-18  # Taylor series of a propagation (spike times): the stopping rule of expm_block_into
 MAX_SEARCH_STEPS = 200_000  # safe steps per search; only a near-tangent approach needs more than ~50
 
 
@@ -203,6 +204,17 @@ def expm_into(M: np.ndarray, s: float, out: np.ndarray, t1: np.ndarray, t2: np.n
 
 
 @register_jitable
+def series_terms(x: float, tol: float = TERM_TOL) -> int:
+    """Terms k after the first so that x^k / k! <= tol (x = h L <= 1/2 and tol = 1e-18: k <= 17)."""
+    t = 1.0
+    k = 0
+    while t > tol:
+        k += 1
+        t *= x / k
+    return k
+
+
+@register_jitable
 def propagate_short(M: np.ndarray, s: float, x: np.ndarray) -> bool:
     """x <- expm(M s) x for a neuron's A = M (M[2, 0] = M[2, 1] = 0) without forming the matrix, when
     ||M s||_inf <= 1/2: the Taylor series of expm(M s) x in Horner form, x + s M (x + s M/2 (x + ...)), with the
@@ -215,11 +227,7 @@ def propagate_short(M: np.ndarray, s: float, x: np.ndarray) -> bool:
     nrm = max(max(abs(m00) + abs(m01) + abs(m02), abs(m10) + abs(m11) + abs(m12)), abs(m22)) * abs(s)
     if nrm > 0.5:
         return False
-    k = 0
-    t = 1.0
-    while t > 1e-18:
-        k += 1
-        t *= nrm / k
+    k = series_terms(nrm)
     x0, x1, x2 = x[0], x[1], x[2]
     y0, y1, y2 = x0, x1, x2
     for i in range(k, 0, -1):
@@ -255,11 +263,7 @@ def flow_adjoint(A: np.ndarray, s: float, lam: np.ndarray, Phi: np.ndarray, s1: 
         l2 = Phi[0, 2] * lam[0] + Phi[1, 2] * lam[1] + Phi[2, 2] * lam[2]
         lam[0], lam[1], lam[2] = l0, l1, l2
         return
-    k = 0
-    t = 1.0
-    while t > 1e-18:
-        k += 1
-        t *= nrm / k
+    k = series_terms(nrm)
     x0, x1, x2 = lam[0], lam[1], lam[2]
     y0, y1, y2 = x0, x1, x2
     for i in range(k, 0, -1):

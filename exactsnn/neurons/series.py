@@ -38,13 +38,12 @@ from __future__ import annotations
 import numpy as np
 from numba.extending import register_jitable
 
-from exactsnn.neurons.linear import _halvings
+from exactsnn.neurons.linear import TERM_TOL, _halvings, series_terms
 
 __all__ = ["coefficients", "layer_norm", "series_terms", "propagate_layer", "adjoint_layer", "adjoint_rows", "N_ADJ"]
 
 #: rows of the adjoint block of :func:`adjoint_layer`: lam (3), nu_g (3), nu_a1 (3), nu_b (3), nu_d (1)
 N_ADJ = 13
-TERM_TOL = 1e-18  # propagation (spike times): the stopping rule of expm_block_into
 ADJ_TOL = 2.0**-53  # adjoints (gradients only): truncation below the unit roundoff
 
 
@@ -62,17 +61,6 @@ def layer_norm(C: np.ndarray) -> float:
     for j in range(C.shape[1]):
         nrm = max(nrm, max(max(3.0 * abs(C[0, j]), abs(C[1, j]) + abs(C[2, j])), abs(C[3, j])))
     return nrm
-
-
-@register_jitable
-def series_terms(x: float, tol: float = TERM_TOL) -> int:
-    """Terms k after the first so that x^k / k! <= tol (x = h L <= 1/2 and tol = 1e-18: k <= 17)."""
-    t = 1.0
-    k = 0
-    while t > tol:
-        k += 1
-        t *= x / k
-    return k
 
 
 @register_jitable

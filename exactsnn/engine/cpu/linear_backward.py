@@ -13,8 +13,8 @@ lam = (lam_V, lam_w, lam_I) = dL/dx, each brought back over the stretch since th
 short stretches between arrivals), with the stretch's parameter integral Q = int lam x^T dt taken from
 one structured Van Loan exponential (:func:`exactsnn.neurons.linear.lam_x_integral`) when neuron
 parameters are learned. The events are gathered into forward order once, so that both replays walk
-them in order (through the sort permutation every array read was a cache miss). Memory: 3 floats per
-event.
+them in order (through the sort permutation every array read was a cache miss). Memory per event: the
+state just before it (3 floats) and its listing (17 bytes: time, kind, two indices).
 
 Used for layers with delays and for layers that learn a neuron parameter that changes A (tau_mem, tau_w,
 tau_syn, a); a delay-free layer that learns at most b runs on the shared-clock replay of
@@ -234,7 +234,6 @@ def linear_backward_sample(
     q3 = np.empty((3, 3))
     v1 = np.empty(3)
     v2 = np.empty(3)
-    cache[0] = -1.0
     for q in range(m - 1, -1, -1):
         j = ej[q]
         t = et[q]
