@@ -51,12 +51,12 @@ from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
-from exactsnn.engine.cpu.maths import adjoint_layer, advance, layer_norm, propagate_layer
+from exactsnn.engine.cpu.linear_windows import window_grid, window_tables, windowed_reverse
+from exactsnn.engine.cpu.maths import advance, layer_norm, propagate_layer
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.rows import add_row
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import expm_block_into
-from exactsnn.neurons.series import N_ADJ
 
 
 @helper
@@ -174,38 +174,6 @@ def _reverse_shared(
             lI[j] = f02 * v + f12 * w + f22 * lI[j]
 
 
-@helper
-def _reverse_each(
-    Z: np.ndarray, h: float, in_ref: np.ndarray, n_ref: int, tau_w: np.ndarray, tau_syn: np.ndarray, params: bool,
-    rows: np.ndarray, C: np.ndarray, nrm: float, Y: np.ndarray, Y2: np.ndarray, wl: np.ndarray, xw: np.ndarray,
-) -> None:
-    """:func:`_reverse_shared` for neurons with their own A, and with ``params`` the parameter adjoints (rows 3-12
-    of Z, :mod:`exactsnn.neurons.series`): one series pass; the neurons in a window on their own, written over it.
-    In a window the parameter adjoints are 0, except nu_d (I's flow is the same in and out of windows):
-    nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
-    lV, lW, lI = Z[0], Z[1], Z[2]
-    n_w = 0
-    if n_ref > 0:
-        for j in range(lV.size):
-            if in_ref[j]:
-                es = math.exp(-h / tau_syn[j])
-                wl[n_w] = j
-                xw[n_w, 0] = lW[j] * math.exp(-h / tau_w[j])
-                xw[n_w, 1] = lI[j] * es
-                xw[n_w, 2] = es * (Z[12, j] + h * lI[j]) if params else 0.0
-                n_w += 1
-    adjoint_layer(Z, h, C, nrm, Y, Y2, params, rows)
-    for r in range(n_w):
-        j = wl[r]
-        lV[j] = 0.0
-        lW[j] = xw[r, 0]
-        lI[j] = xw[r, 1]
-        if params:
-            for q in range(3, 12):
-                Z[q, j] = 0.0
-            Z[12, j] = xw[r, 2]
-
-
 @njit(cache=True, _nrt=False, fastmath={"reassoc"})
 def _dot(w: np.ndarray, lI: np.ndarray, lV: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray) -> float:
     """sum_j w_j (lam_I,j/tau_syn,j - lam_V,j/tau_mem,j): dL/dt of an arrival of row w at every neuron.
@@ -216,38 +184,6 @@ def _dot(w: np.ndarray, lI: np.ndarray, lV: np.ndarray, inv_s: np.ndarray, inv_m
     for j in range(w.size):
         acc += w[j] * (lI[j] * inv_s[j] - lV[j] * inv_m[j])
     return acc
-
-
-@helper
-def _collect_params(Z: np.ndarray, w: np.ndarray, G: np.ndarray) -> None:
-    """An arrival of row w at every neuron: G[r] += w nu_I of the parameter adjoints (rows 5, 8, 11, 12 of Z)."""
-    for j in range(w.size):
-        wj = w[j]
-        G[0, j] += wj * Z[5, j]
-        G[1, j] += wj * Z[8, j]
-        G[2, j] += wj * Z[11, j]
-        G[3, j] += wj * Z[12, j]
-
-
-@helper
-def _restart(Z: np.ndarray, k: int, v: float, w: float, i: float, G: np.ndarray) -> None:
-    """Neuron k's free segment starts (going back: ends) at state (v, w, i): G += nu . x for the three
-    parameter adjoints that restart, which are then 0 (in the window, or before the spike)."""
-    G[0, k] += Z[3, k] * v + Z[4, k] * w + Z[5, k] * i
-    G[1, k] += Z[6, k] * v + Z[7, k] * w + Z[8, k] * i
-    G[2, k] += Z[9, k] * v + Z[10, k] * w + Z[11, k] * i
-    for q in range(3, 12):
-        Z[q, k] = 0.0
-
-
-@helper
-def _window_terms(lam_w: float, w_e: float, a: float, tau_w: float, v_reset: float, t_ref: float,
-                  g: np.ndarray) -> None:
-    """A refractory window's own parameter terms into g (one neuron's row of gP): V is held, so lam_w (w - a v_reset)
-    is constant over the window and lam_w(t_e) w_e, its end values, give them in closed form."""
-    wd = 1.0 / tau_w
-    g[G_TAU_W] += lam_w * (w_e - a * v_reset) * t_ref * wd * wd
-    g[G_A] += lam_w * v_reset * -math.expm1(-t_ref * wd)
 
 
 @helper
@@ -298,8 +234,7 @@ def linear_dense_backward_sample(
     # ---- (1) forward replay: w and I just before each spike and at each window's end
     X = np.zeros((3, n))
     n_series = 0 if C is None else n  # the series' scratch, for per-neuron parameters only
-    Y = np.empty((N_ADJ, n_series))
-    Y2 = np.empty((N_ADJ, n_series))
+    Y = np.empty((3, n_series))
     V, Wv, I = X[0], X[1], X[2]
     ref_end = np.full(n, -np.inf)
     ref_spike = np.zeros(n, np.int64)
@@ -311,10 +246,22 @@ def linear_dense_backward_sample(
     t = 0.0
     e = 0
     s = 0
+    # per-neuron parameters: the state at every window start, for the windowed reverse (linear_windows)
+    H, n_win = window_grid(nrm, T) if C is not None else (0.0, 0)
+    Xw = np.empty((n_win, 3, n))
+    wi = 0
     while e < n_in or s < n_s:
         te = tin[e] if e < n_in else math.inf
         if s < n_s and ts_[s] <= te:
             te = ts_[s]
+        if C is not None:
+            while wi < n_win and wi * H <= te:  # window starts up to te: the state before te's events
+                if wi * H > t:
+                    n_ref = _forward_each(X, t, wi * H, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset,
+                                          C, nrm, F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
+                    t = wi * H
+                Xw[wi] = X
+                wi += 1
         if te > t:
             if C is None:
                 n_ref = _forward_shared(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, F, s1,
@@ -341,6 +288,14 @@ def linear_dense_backward_sample(
         if has_rec:
             for q in range(s_first, s):
                 add_row(I, Rt[us_[q]])
+    if C is not None:
+        while wi < n_win:
+            if wi * H > t:
+                n_ref = _forward_each(X, t, wi * H, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, C, nrm,
+                                      F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
+                t = wi * H
+            Xw[wi] = X
+            wi += 1
     for j in range(n):  # windows that close after the last event, before T
         if t < ref_end[j] < T:
             x[0], x[1], x[2] = V[j], Wv[j], I[j]
@@ -348,9 +303,17 @@ def linear_dense_backward_sample(
                                           Phi, s1, s2, cache, F, False)
             w_end[ref_spike[j]] = x[1]
     # ---- (2) reverse replay
-    Z = np.zeros((N_ADJ if params else 3, n))
+    if C is not None:
+        G = np.zeros((4, n))
+        E, P = window_tables(C, H, nrm)
+        windowed_reverse(tin, uin, n_in, Wt, Rt, has_rec, ts_, us_, down, tau_mem, tau_w, tau_syn, av, bv, v_th,
+                         v_reset, t_ref, T, want_up, params, rows, C, nrm, H, Xw, E, P, ref_end, w_spk, I_spk, w_end,
+                         I_end, gWt, gRt, gP, up, G)
+        if params:
+            _parameter_gradients(C, G, gP)
+        return
+    Z = np.zeros((3, n))
     lV, lW, lI = Z[0], Z[1], Z[2]
-    G = np.zeros((4, n))  # sum of nu . injection: g, a1, b, d (module docstring of exactsnn.neurons.series)
     inv_m = 1.0 / tau_mem
     inv_s = 1.0 / tau_syn
     in_ref = np.zeros(n, np.bool_)
@@ -369,52 +332,33 @@ def linear_dense_backward_sample(
     while ie >= 0 or i_r >= 0 or i_s >= 0:
         te, e0, r0, s0 = next_block(tin, ie, ts_, i_r, i_s, t_ref)
         if te < t:
-            if C is None:
-                _reverse_shared(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, F, cache)
-            else:
-                _reverse_each(Z, t - te, in_ref, n_ref, tau_w, tau_syn, params, rows, C, nrm, Y, Y2, wl, xw)
+            _reverse_shared(Z, t - te, in_ref, n_ref, A, tau_w, tau_syn, F, cache)
             t = te
         if has_rec:
             for q in range(s0 + 1, i_s + 1):
                 k = us_[q]
                 add_row(gRt[k], lI)
                 rec_down[q] = _dot(Rt[k], lI, lV, inv_s, inv_m)
-                if C is not None:
-                    if params:
-                        _collect_params(Z, Rt[k], G)
         for q in range(e0 + 1, ie + 1):
             u = uin[q]
             add_row(gWt[u], lI)
             if want_up:
                 up[q] += _dot(Wt[u], lI, lV, inv_s, inv_m)
-            if C is not None:
-                if params:
-                    _collect_params(Z, Wt[u], G)
         for q in range(i_r, r0, -1):
             k = us_[q]
             stored[q] = window_end_term(lV[k], I_end[q], w_end[q], v_reset, tau_mem[k])
-            if C is not None:
-                if params:
-                    _restart(Z, k, v_reset, w_end[q], I_end[q], G)
-                    _window_terms(lW[k], w_end[q], av[k], tau_w[k], v_reset, t_ref, gP[k])
             lV[k] = 0.0
             in_ref[k] = True
             n_ref += 1
         for q in range(i_s, s0, -1):
             k = us_[q]
             gP[k, G_B] += lW[k]
-            if C is not None:
-                if params and t_ref == 0.0:
-                    _restart(Z, k, v_reset, w_spk[q] + bv[k], I_spk[q], G)
             lV[k] = spike_jump(lV[k], lW[k], I_spk[q], w_spk[q], stored[q], t_ref, down[q], rec_down[q], tau_mem[k],
                                tau_w[k], av[k], bv[k], v_th, v_reset)
             if in_ref[k]:
                 in_ref[k] = False
                 n_ref -= 1
         ie, i_r, i_s = e0, r0, s0
-    if C is not None:
-        if params:
-            _parameter_gradients(C, G, gP)
 
 
 @threaded_driver
