@@ -236,3 +236,44 @@ def test_learning_a_subset_computes_the_same_gradients(subset: tuple[str, ...]):
         g = out[subset][1].neuron[0][name]
         assert np.any(g != 0.0) and np.array_equal(g, out[ALL][1].neuron[0][name]), name
     assert np.array_equal(out[subset][1].weights[0], out[ALL][1].weights[0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_learned_parameters_with_events_on_window_edges(seed: int):
+    """The windowed reverse replay (:mod:`exactsnn.engine.cpu.linear_windows`) with inputs exactly at window
+    starts, at T and tied there, and spikes near them: the same gradients as the arrival-list replay."""
+    from exactsnn.engine.cpu.linear_windows import window_grid
+    from exactsnn.neurons.series import layer_norm
+
+    kw = {**_case(seed), "two_layers": False, "learn_b": False}
+    net0, params0, _, labels = build(seed, **kw)
+    layer0 = net0.layers[0]
+    net = es.Network(N_IN, [es.Layer(layer0.size, layer0.neuron, recurrent=layer0.recurrent, learn=ALL),
+                            es.Layer(3, es.LI())])
+    params = net.init(seed=seed)
+    rng = np.random.default_rng(300 + seed)
+    params.weights[0][:] = params0.weights[0]
+    if layer0.recurrent:
+        params.recurrent_weights[0][:] = params0.recurrent_weights[0]
+    params.weights[1][:] = params0.weights[-1]
+    for name in ALL:
+        v = params.neuron[0][name]
+        v[:] = v * rng.uniform(0.8, 1.2, v.size)
+    H, n_win = window_grid(layer_norm(coefficients(linear_layer(net.layers[0], params.neuron[0]).A)), T_MAX)
+    assert n_win > 20
+    edges = np.concatenate([np.arange(n_win) * H, [T_MAX, T_MAX]])
+    samples = []
+    for i in range(3):
+        times = np.concatenate([rng.choice(edges, 40), rng.uniform(0.0, T_MAX, 10)])
+        units = rng.integers(0, N_IN, times.size)
+        order = np.lexsort((units, times))
+        samples.append((times[order], units[order]))
+    batch = es.SpikeBatch.from_lists(samples, n_units=N_IN)
+    value, grads, dt_in = es.loss_and_grad(net, params, batch, labels, t_max=T_MAX, input_grad=True)
+    with grad_module.linear_arrival_replay():
+        ref_value, ref, ref_dt = es.loss_and_grad(net, params, batch, labels, t_max=T_MAX, input_grad=True)
+    assert es.simulate(net, params, batch, T_MAX).spikes[0].n_events >= 20, "the hidden layer fires"
+    assert value == ref_value
+    for name, r in ref.groups().items():
+        assert _rel_err(grads.groups()[name], r) <= TOL, f"{name}: {_rel_err(grads.groups()[name], r):.3g} ({kw})"
+    assert _rel_err(dt_in, ref_dt) <= TOL, f"input times: {_rel_err(dt_in, ref_dt):.3g} ({kw})"
