@@ -25,11 +25,12 @@ from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_ba
 from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
+from exactsnn.engine.cpu.linear_windows import window_tables
 from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
 from exactsnn.events import SpikeBatch
 from exactsnn.network import Network, Params
-from exactsnn.neurons.series import adjoint_rows, coefficients
+from exactsnn.neurons.series import N_ADJ, adjoint_rows, coefficients
 
 __all__ = ["Outputs", "evaluate_batch", "loss_and_grad", "loss_value"]
 
@@ -300,11 +301,14 @@ def _linear_layer_backward(
         bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
         bP = np.zeros((n_threads, n, 5))
         up = np.zeros(pre.n_events)
+        C = None if lin.uniform and not want else coefficients(lin.A)
+        # per-neuron A: the windowed reverse replay's tables (exactsnn.engine.cpu.linear_windows)
+        E, P = window_tables(C, rec.t_max) if C is not None else (np.zeros((N_ADJ, 3, 0)), np.zeros((1, 6, 3, 0)))
         linear_dense_backward_batch(
             pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T), np.ascontiguousarray(R.T),
             layer.recurrent, own.times, own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem,
             lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up, want,
-            adjoint_rows(layer.learn), None if lin.uniform and not want else coefficients(lin.A), bW, bR, bP, up,
+            adjoint_rows(layer.learn), C, E, P, bW, bR, bP, up,
         )
         gR = bR.sum(axis=0).T.copy() if layer.recurrent else np.zeros((n, n))
         gP = bP.sum(axis=0)

@@ -22,6 +22,7 @@ import pytest
 import exactsnn as es
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
+from exactsnn.engine.cpu.linear_windows import window_tables
 from exactsnn.engine.simulate import linear_layer
 from exactsnn.neurons.series import adjoint_rows, coefficients
 
@@ -136,8 +137,8 @@ def test_per_neuron_parameters(seed: int):
     gW, gR, gP, up = np.zeros((1, n_pre, n)), np.zeros((1, n, n)), np.zeros((1, n, 5)), np.zeros(batch.n_events)
     linear_dense_backward_batch(*common, Wt, Rt, layer.recurrent, own.times, own.units, own.offsets, down, lin.A,
                                 lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref,
-                                T_MAX, True, True, adjoint_rows(names), coefficients(lin.A), gW, gR, gP,
-                                up)
+                                T_MAX, True, True, adjoint_rows(names), coefficients(lin.A),
+                                *window_tables(coefficients(lin.A), T_MAX), gW, gR, gP, up)
     rW, rD, rR, rE, rP = (np.zeros((1, n_pre, n)), np.zeros((1, 1, 1)), np.zeros((1, n, n)), np.zeros((1, 1, 1)),
                           np.zeros((1, n, 5)))
     r_up = np.zeros(batch.n_events)
@@ -263,7 +264,7 @@ def test_learned_parameters_with_events_on_window_edges(seed: int):
     assert n_win > 20
     edges = np.concatenate([np.arange(n_win) * H, [T_MAX, T_MAX]])
     samples = []
-    for i in range(3):
+    for _ in range(3):
         times = np.concatenate([rng.choice(edges, 40), rng.uniform(0.0, T_MAX, 10)])
         units = rng.integers(0, N_IN, times.size)
         order = np.lexsort((units, times))

@@ -51,7 +51,7 @@ from numba.extending import register_jitable
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W, spike_jump, window_end_term
-from exactsnn.engine.cpu.linear_windows import window_grid, window_tables, windowed_reverse
+from exactsnn.engine.cpu.linear_windows import window_grid, windowed_reverse
 from exactsnn.engine.cpu.maths import advance, layer_norm, propagate_layer
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.rows import add_row
@@ -202,8 +202,8 @@ def linear_dense_backward_sample(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
     us_: np.ndarray, down: np.ndarray, A: np.ndarray, tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray,
     av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, T: float, want_up: bool,
-    params: bool, rows: np.ndarray, C: np.ndarray | None, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray,
-    up: np.ndarray,
+    params: bool, rows: np.ndarray, C: np.ndarray | None, E: np.ndarray, P: np.ndarray, gWt: np.ndarray,
+    gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """Reverse replay of one sample of a delay-free linear layer (see the module docstring).
 
@@ -305,7 +305,6 @@ def linear_dense_backward_sample(
     # ---- (2) reverse replay
     if C is not None:
         G = np.zeros((4, n))
-        E, P = window_tables(C, H, nrm)
         windowed_reverse(tin, uin, n_in, Wt, Rt, has_rec, ts_, us_, down, tau_mem, tau_w, tau_syn, av, bv, v_th,
                          v_reset, t_ref, T, want_up, params, rows, C, nrm, H, Xw, E, P, ref_end, w_spk, I_spk, w_end,
                          I_end, gWt, gRt, gP, up, G)
@@ -367,7 +366,7 @@ def linear_dense_backward_batch(
     s_times: np.ndarray, s_units: np.ndarray, s_offsets: np.ndarray, down: np.ndarray, A: np.ndarray,
     tau_mem: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float,
     v_reset: float, t_ref: float, T: float, want_up: bool, params: bool, rows: np.ndarray, C: np.ndarray | None,
-    gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
+    E: np.ndarray, P: np.ndarray, gWt: np.ndarray, gRt: np.ndarray, gP: np.ndarray, up: np.ndarray,
 ) -> None:
     """:func:`linear_dense_backward_sample` over every sample (Python threads, :mod:`exactsnn.engine.cpu.threads`);
     gWt, gRt, gP have a leading per-thread axis."""
@@ -377,7 +376,7 @@ def linear_dense_backward_batch(
         slo, shi = s_offsets[b], s_offsets[b + 1]
         linear_dense_backward_sample(
             times[lo:hi], units[lo:hi], Wt, Rt, has_rec, s_times[slo:shi], s_units[slo:shi], down[slo:shi], A,
-            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, rows, C, gWt[t], gRt[t],
+            tau_mem, tau_w, tau_syn, av, bv, v_th, v_reset, t_ref, T, want_up, params, rows, C, E, P, gWt[t], gRt[t],
             gP[t], up[lo:hi],
         )
 
