@@ -30,15 +30,19 @@ Per sample, over three time-ordered event streams (inputs, refractory ends, own 
    refractory window follows the window's closed form up to its end. Only what the jumps need is kept:
    w and I just before each spike and at the end of its window.
 2. Reverse replay: lam = (lam_V, lam_w, lam_I) = dL/dx of the whole layer goes back over each stretch by
-   Phi(h)^T (7 multiply-adds per neuron: I feeds V and w but nothing feeds I; with learned parameters lam and
-   nu together by the block series), or inside a window by
+   Phi(h)^T lam (7 multiply-adds per neuron: I feeds V and w but nothing feeds I), or inside a window by
    lam_V = 0, lam_w *= e^{-h/tau_w}, lam_I *= e^{-h/tau_syn}. An input adds lam_I to its dL/dW row and, when
    asked, W . (lam_I/tau_syn - lam_V/tau_mem) to its dL/dt; a window's end stores its S and sets lam_V = 0;
    a spike collects its zero-delay recurrent arrivals (after the spike in the forward pass), then lam_V jumps.
+   With per-neuron parameters (learned or not) the reverse replay is windowed instead
+   (:mod:`exactsnn.engine.cpu.linear_windows`: per-neuron polynomials over ~1 ms windows; the neurons with an
+   event of their own in a window replay it event by event, lam and nu together by the block series); the
+   forward replay then also keeps the layer's state at every window start.
 
 At equal times the forward order is spikes, window ends, inputs, recurrent arrivals (that of
 :mod:`exactsnn.engine.cpu.linear_backward`); the reverse replay takes the reverse. Memory: the layer's state
-and adjoint (6 floats per neuron, 16 with learned parameters) and 6 floats per spike; no per-arrival list.
+and adjoint (6 floats per neuron) and 6 floats per spike, with per-neuron parameters the window-start states
+(3 floats per neuron and window) and the window tables; no per-arrival list.
 """
 
 from __future__ import annotations
