@@ -254,7 +254,7 @@ def linear_dense_backward_sample(
     H, n_win = window_grid(nrm, T) if C is not None else (0.0, 0)
     Xw = np.empty((n_win, 3, n))
     wi = 0
-    while e < n_in or s < n_s:
+    while e < n_in or s < n_s or wi < n_win:
         te = tin[e] if e < n_in else math.inf
         if s < n_s and ts_[s] <= te:
             te = ts_[s]
@@ -266,6 +266,8 @@ def linear_dense_backward_sample(
                     t = wi * H
                 Xw[wi] = X
                 wi += 1
+        if te == math.inf:  # no event left: the window starts after the last one are stored
+            break
         if te > t:
             if C is None:
                 n_ref = _forward_shared(X, t, te, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, F, s1,
@@ -292,14 +294,6 @@ def linear_dense_backward_sample(
         if has_rec:
             for q in range(s_first, s):
                 add_row(I, Rt[us_[q]])
-    if C is not None:
-        while wi < n_win:
-            if wi * H > t:
-                n_ref = _forward_each(X, t, wi * H, ref_end, ref_spike, n_ref, A, tau_w, tau_syn, av, v_reset, C, nrm,
-                                      F, s1, s2, cache, Phi, x, w_end, I_end, Y, wl, xw)
-                t = wi * H
-            Xw[wi] = X
-            wi += 1
     for j in range(n):  # windows that close after the last event, before T
         if t < ref_end[j] < T:
             x[0], x[1], x[2] = V[j], Wv[j], I[j]

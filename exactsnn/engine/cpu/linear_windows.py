@@ -149,13 +149,14 @@ def _clean_arrival(
 
 @helper
 def _clean_close(
-    E: np.ndarray, P: np.ndarray, lam: np.ndarray, cm: np.ndarray, x0: np.ndarray, params: bool, M: np.ndarray,
-    cf: np.ndarray, G: np.ndarray,
+    E: np.ndarray, P: np.ndarray, lam: np.ndarray, cm: np.ndarray, x0: np.ndarray, params: bool, arrivals: bool,
+    M: np.ndarray, cf: np.ndarray, G: np.ndarray,
 ) -> None:
-    """The window's start for the clean neurons: parameter terms into G (rows g, a1, b, d) and lam <- lam(T0)."""
+    """The window's start for the clean neurons: parameter terms into G (rows g, a1, b, d; the moments M only if the
+    window had ``arrivals``) and lam <- lam(T0)."""
     n = lam.shape[1]
     if params:
-        for q in range(4):
+        for q in range(4 if arrivals else 0):
             _coefficients(P, lam, 2 + q, cf)
             g = G[q]
             for k in range(M.shape[0]):
@@ -234,6 +235,40 @@ def _restart_col(Zs: np.ndarray, r: int, v: float, w: float, i: float, G: np.nda
         Zs[q, r] = 0.0
 
 
+@helper
+def _list_units(us_: np.ndarray, lo: int, hi: int, pos: np.ndarray, sl: np.ndarray, n_sl: int) -> int:
+    """Append the neurons of spikes lo..hi-1 not listed yet to the list sl (pos[k]: neuron k's place, -1 if
+    none); returns the new length."""
+    for q in range(lo, hi):
+        k = us_[q]
+        if pos[k] < 0:
+            pos[k] = n_sl
+            sl[n_sl] = k
+            n_sl += 1
+    return n_sl
+
+
+@helper
+def _replayed_arrival(
+    w: np.ndarray, Zs: np.ndarray, sl: np.ndarray, g: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray, params: bool,
+    G: np.ndarray,
+) -> float:
+    """An arrival of row w (n,) at the neurons replayed event by event (column r of Zs is neuron sl[r]): g += lam_I,
+    with ``params`` G += w nu_I; returns sum_r w (lam_I/tau_syn - lam_V/tau_mem) (dL/dt of the arrival, their part)."""
+    acc = 0.0
+    for r in range(Zs.shape[1]):
+        j = sl[r]
+        wj = w[j]
+        g[j] += Zs[2, r]
+        acc += wj * (Zs[2, r] * inv_s[j] - Zs[0, r] * inv_m[j])
+        if params:
+            G[0, j] += wj * Zs[5, r]
+            G[1, j] += wj * Zs[8, r]
+            G[2, j] += wj * Zs[11, r]
+            G[3, j] += wj * Zs[12, r]
+    return acc
+
+
 @kernel
 def windowed_reverse(
     tin: np.ndarray, uin: np.ndarray, n_in: int, Wt: np.ndarray, Rt: np.ndarray, has_rec: bool, ts_: np.ndarray,
@@ -266,7 +301,6 @@ def windowed_reverse(
     lv = np.empty(n)
     pos = np.full(n, -1, np.int64)
     sl = np.empty(n, np.int64)
-    need_V = want_up or has_rec
     ie = n_in - 1
     i_s = n_s - 1
     i_r = last_window_end(ts_, t_ref, T)
@@ -290,25 +324,15 @@ def windowed_reverse(
                 pos[j] = n_sl
                 sl[n_sl] = j
                 n_sl += 1
-        for q in range(s_lo + 1, i_s + 1):
-            k = us_[q]
-            if pos[k] < 0:
-                pos[k] = n_sl
-                sl[n_sl] = k
-                n_sl += 1
-        for q in range(r_lo + 1, i_r + 1):
-            k = us_[q]
-            if pos[k] < 0:
-                pos[k] = n_sl
-                sl[n_sl] = k
-                n_sl += 1
+        n_sl = _list_units(us_, s_lo + 1, i_s + 1, pos, sl, n_sl)  # spikes in the window
+        n_sl = _list_units(us_, r_lo + 1, i_r + 1, pos, sl, n_sl)  # refractory-window ends in it
         for r in range(n_sl):
             cm[sl[r]] = 0.0
         # ---- clean neurons: polynomials from lam(T1)
         any_arrival = e_lo < ie or (has_rec and s_lo < i_s)
         if any_arrival:
             _coefficients(P, lam, 1, cf_I)
-            if need_V:
+            if want_up or (has_rec and s_lo < i_s):
                 _coefficients(P, lam, 0, cf_V)
             if params:
                 M[:] = 0.0
@@ -323,9 +347,7 @@ def windowed_reverse(
                     k = us_[q]
                     rec_down[q] += _clean_arrival(Rt[k], T1 - ts_[q], cm, cf_I, cf_V, True, params, M, li, lv,
                                                   gRt[k], inv_s, inv_m)
-        elif params:
-            M[:] = 0.0
-        _clean_close(E, P, lam, cm, Xw[w], params, M, cf, G)
+        _clean_close(E, P, lam, cm, Xw[w], params, any_arrival, M, cf, G)
         # ---- the others: the per-event replay, restricted to them
         if n_sl > 0:
             Zs = np.zeros((N_ADJ, n_sl))
@@ -358,33 +380,12 @@ def windowed_reverse(
                 if has_rec:
                     for q in range(s0 + 1, i_s + 1):
                         k = us_[q]
-                        acc = 0.0
-                        for r in range(n_sl):
-                            j = sl[r]
-                            wj = Rt[k, j]
-                            gRt[k, j] += Zs[2, r]
-                            acc += wj * (Zs[2, r] * inv_s[j] - Zs[0, r] * inv_m[j])
-                            if params:
-                                G[0, j] += wj * Zs[5, r]
-                                G[1, j] += wj * Zs[8, r]
-                                G[2, j] += wj * Zs[11, r]
-                                G[3, j] += wj * Zs[12, r]
-                        rec_down[q] += acc
+                        rec_down[q] += _replayed_arrival(Rt[k], Zs, sl, gRt[k], inv_s, inv_m, params, G)
                 for q in range(e0 + 1, ie + 1):
                     u = uin[q]
-                    acc = 0.0
-                    for r in range(n_sl):
-                        j = sl[r]
-                        wj = Wt[u, j]
-                        gWt[u, j] += Zs[2, r]
-                        acc += wj * (Zs[2, r] * inv_s[j] - Zs[0, r] * inv_m[j])
-                        if params:
-                            G[0, j] += wj * Zs[5, r]
-                            G[1, j] += wj * Zs[8, r]
-                            G[2, j] += wj * Zs[11, r]
-                            G[3, j] += wj * Zs[12, r]
+                    d = _replayed_arrival(Wt[u], Zs, sl, gWt[u], inv_s, inv_m, params, G)
                     if want_up:
-                        up[q] += acc
+                        up[q] += d
                 for q in range(i_r, r0, -1):
                     k = us_[q]
                     r = pos[k]
@@ -411,11 +412,9 @@ def windowed_reverse(
                 _reverse_each(Zs, t - T0, in_s, n_ref, tw_s, ts_s, params, rows, Cs, nrm, Ys, Y2s, wl, xw)
             for r in range(n_sl):
                 j = sl[r]
-                if params:
+                if params:  # nu restarts at the window's start, nu_d too (as for the clean neurons)
                     x0 = Xw[w]
-                    G[0, j] += Zs[3, r] * x0[0, j] + Zs[4, r] * x0[1, j] + Zs[5, r] * x0[2, j]
-                    G[1, j] += Zs[6, r] * x0[0, j] + Zs[7, r] * x0[1, j] + Zs[8, r] * x0[2, j]
-                    G[2, j] += Zs[9, r] * x0[0, j] + Zs[10, r] * x0[1, j] + Zs[11, r] * x0[2, j]
+                    _restart_col(Zs, r, x0[0, j], x0[1, j], x0[2, j], G, j)
                     G[3, j] += Zs[12, r] * x0[2, j]
                 lam[0, j], lam[1, j], lam[2, j] = Zs[0, r], Zs[1, r], Zs[2, r]
                 in_ref[j] = in_s[r]
