@@ -25,6 +25,7 @@ from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_ba
 from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
+from exactsnn.engine.cpu.linear_ff_windows import linear_ff_backward_batch
 from exactsnn.engine.cpu.linear_windows import window_tables
 from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
@@ -314,6 +315,25 @@ def _linear_layer_backward(
         gP = bP.sum(axis=0)
         learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
         return bW.sum(axis=0).T.copy(), np.zeros((n, n_pre)), gR, np.zeros((n, n)), learned, up
+    plan = layer_plan(layer)
+    if plan.ff_delays and not plan.rec_delays and not _LINEAR_ARRIVAL_REPLAY[0]:
+        bW, bD = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n_pre, n))
+        bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
+        bP = np.zeros((n_threads, n, 5))
+        up = np.zeros(pre.n_events)
+        C = coefficients(lin.A)
+        E, P = window_tables(C, rec.t_max)
+        linear_ff_backward_batch(
+            pre.times, pre.units, pre.offsets, np.ascontiguousarray(params.weights[l].T),
+            np.ascontiguousarray(params.delays[l].T), np.ascontiguousarray(R.T), layer.recurrent, own.times,
+            own.units, own.offsets, np.ascontiguousarray(down), lin.A, lin.tau_mem, lin.tau_w, lin.tau_syn, lin.a,
+            lin.b, nrn.v_th, nrn.v_reset, nrn.t_ref, rec.t_max, want_up, want, adjoint_rows(layer.learn), C, E, P,
+            bW, bD, bR, bP, up,
+        )
+        gR = bR.sum(axis=0).T.copy() if layer.recurrent else np.zeros((n, n))
+        gP = bP.sum(axis=0)
+        learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
+        return bW.sum(axis=0).T.copy(), bD.sum(axis=0).T.copy(), gR, np.zeros((n, n)), learned, up
     bW, bR = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n, n))
     # a delay-free layer's delays are not parameters: the kernel leaves these buffers alone
     bD = np.zeros((n_threads, n_pre, n) if delays else (n_threads, 1, 1))
