@@ -312,7 +312,7 @@ def _parallel_kernels() -> list[tuple[object, str, object]]:
 @needs_two
 @pytest.mark.parametrize("kind_name", [k.name for k in KINDS if k.name in (
     "lif_rec", "lif_delays_ff", "lif_delays_rec", "adlif_learn", "regularizer", "lif_ffdelays_rec", "lif_learn_taus",
-    "lif_learn_taus_refractory", "adlif_shared_clock", "adlif_learn_shared_clock")])
+    "lif_learn_taus_refractory", "adlif_shared_clock", "adlif_learn_shared_clock", "adlif_ffdelays_rec_learn")])
 def test_kernels_run_with_two_threads_and_fill_both_thread_buffers(kind_name: str, monkeypatch: pytest.MonkeyPatch):
     """Spy on every parallel kernel called by simulate / loss_and_grad / Recording.voltage: each runs with two
     Numba threads in effect, and each reverse replay gets a gradient buffer per thread (leading axis 2) and both
