@@ -7,9 +7,10 @@ v_reset != 0, and one sample of each batch on a coarse time grid (coinciding inp
 parameter group is checked, the neuron parameters (tau_mem, tau_syn, and for
 adLIF tau_w, a, b) included: relative error <= 1e-6 of the group's largest gradient wherever the
 spike pattern is stable (``exactsnn.gradcheck`` skips perturbations that add or remove a spike or
-cross a kink). Also: the fixed cases are mostly checked (the tests are not vacuous), at a = b = 0 the
-adLIF gradients equal the LIF kernels', and the checker catches a wrong neuron-parameter gradient and
-a dropped term of the adLIF jump.
+cross a kink). Layers with feedforward-only delays (``delays="feedforward"``, the windowed reverse replay)
+learn a drawn subset of the adLIF parameters. Also: the fixed cases are mostly checked (the tests are not
+vacuous), at a = b = 0 the adLIF gradients equal the LIF kernels', and the checker catches a wrong
+neuron-parameter gradient and a dropped term of the adLIF jump.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import exactsnn as es
-from exactsnn.gradcheck import GradcheckReport, gradcheck
+from exactsnn.engine.plan import layer_plan
+from exactsnn.gradcheck import GradcheckReport, gradcheck, parameter_groups
 
 grad_module = importlib.import_module("exactsnn.grad")
 losses = importlib.import_module("exactsnn.losses")
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.usefixtures("serial_kernels")  # tiny batches: one thre
 class Case:
     """A random small network; ``build(case)`` rebuilds it bit for bit."""
 
-    hidden: tuple[tuple[int, bool, bool], ...]  # (size, recurrent, delays)
+    hidden: tuple[tuple[int, bool, bool | str], ...]  # (size, recurrent, delays: False, True or "feedforward")
     model: str  # "adlif" or "lif" (LIF learning its time constants)
     a: float
     b: float
@@ -106,7 +108,7 @@ def build(case: Case, spiking_output: bool = False, learn: bool | tuple[str, ...
 
 
 @st.composite
-def cases(draw: st.DrawFn, model: str | None = None, delays: bool | None = None) -> Case:
+def cases(draw: st.DrawFn, model: str | None = None, delays: bool | str | None = None) -> Case:
     n_layers = draw(st.integers(1, 2))
     hidden = tuple((draw(st.integers(2, 4)), draw(st.booleans()), draw(st.booleans()) if delays is None else delays)
                    for _ in range(n_layers))
@@ -172,6 +174,26 @@ def test_adlif_shared_clock_backward_matches_finite_differences(case):
     net, params, batch, labels, t_max = build(case, learn=names)
     report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=2,
                        groups=all_groups(params, net), seed=case.seed)
+    assume(report.n_checked > 0)
+    assert report.ok(TOL), explain(report, case, f"SumExp, learning {names}")
+
+
+@settings(max_examples=max(GRAD_EXAMPLES // 2, 5))
+@given(case=cases(model="adlif", delays="feedforward"),
+       names=st.lists(st.sampled_from(ADLIF_LEARN), min_size=1, max_size=len(ADLIF_LEARN), unique=True))
+def test_adlif_feedforward_delays_match_finite_differences(case, names):
+    """Layers with learned feedforward delays and zero-delay recurrence (``delays="feedforward"``) run the windowed
+    reverse replay (``linear_ff_backward_batch``; ``test_linear_ff_windows.py`` checks the dispatch): weights,
+    feedforward delays (U(0, 10 ms)), recurrent weights and a drawn subset of the neuron parameters."""
+    names = tuple(sorted(names))
+    net, params, batch, labels, t_max = build(case, learn=names)
+    for layer in net.layers[:-1]:
+        plan = layer_plan(layer)
+        assert plan.family == "linear" and plan.ff_delays and not plan.rec_delays
+    groups = parameter_groups(net, params, input_times=True)  # recurrent delays are fixed at zero: not checked
+    assert not any(g.startswith("recurrent_delays") for g in groups)
+    report = gradcheck(net, params, batch, labels, losses.SumExp(), t_max, n_checks=2, groups=groups,
+                       seed=case.seed)
     assume(report.n_checked > 0)
     assert report.ok(TOL), explain(report, case, f"SumExp, learning {names}")
 

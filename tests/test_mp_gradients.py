@@ -27,7 +27,8 @@ parameters (tau_mem, tau_syn; adLIF tau_mem, tau_w, a, b) and readout weights (a
 the readout has them). Cases: LIF recurrent with delays, t_ref, v_reset and learned time constants (SumExp,
 two samples); two LIF layers with readout delays (Sum); a spiking first-spike output with the spike-count
 regulariser; feedforward-only delays with zero-delay recurrence (``delays="feedforward"``, the windowed
-kernel); tau_mem == tau_syn; adLIF recurrent with delays, t_ref and learned tau_mem, tau_w, a, b; and a few
+kernel); tau_mem == tau_syn; adLIF recurrent with delays, t_ref and learned tau_mem, tau_w, a, b; adLIF
+recurrent with feedforward-only delays learning every neuron parameter (the windowed linear kernel); and a few
 random LIF networks (hypothesis). The default run checks every entry of the LIF cases and the largest and
 two random entries per group of the adLIF case (its 50-digit matrix exponentials are slow); ``-m slow``
 checks every entry of the adLIF cases (one oscillating, a = 40, learning tau_syn), nearly equal learned time
@@ -310,6 +311,11 @@ ADLIF = Case("adlif_rec_delays_learned", "adlif", ((3, True, True),), learn=("ta
 ADLIF_SHARED_CLOCK = Case("adlif_rec_tref_learned_shared_clock", "adlif", ((3, True, False),),
                           learn=("tau_mem", "tau_w", "tau_syn", "a", "b"), t_ref=1e-3, v_reset=0.1, n_in=2,
                           n_samples=1, n_events=6, t_max=0.04, seed=7)
+# adLIF with learned feedforward delays and zero-delay recurrence (delays="feedforward"), learning every neuron
+# parameter: the windowed reverse replay (engine/cpu/linear_ff_windows.py), with t_ref and v_reset != 0
+ADLIF_FF_DELAYS = Case("adlif_rec_ff_delays_tref_learned", "adlif", ((3, True, "feedforward"),),
+                       learn=("tau_mem", "tau_w", "tau_syn", "a", "b"), t_ref=1e-3, v_reset=0.1, n_in=2,
+                       n_samples=1, n_events=6, t_max=0.04, seed=7)
 ADLIF_OSC = Case("adlif_oscillating_tau_syn", "adlif", ((3, False, False),), learn=("tau_syn", "a", "b"),
                  a=40.0, b=0.0, v_reset=-0.2, n_in=2, n_samples=1, n_events=6, t_max=0.04, gain=0.7, seed=3)
 
@@ -354,8 +360,20 @@ def test_adlif_learned_parameters_on_the_shared_clock_match_50_digit_differences
     assert {"tau_mem[0]", "tau_w[0]", "tau_syn[0]", "a[0]", "b[0]"} <= set(report), report
 
 
+def test_adlif_feedforward_only_delays_match_50_digit_differences():
+    """Learned feedforward delays, zero-delay recurrence and every learned adLIF parameter through the windowed
+    reverse replay (``linear_ff_backward_batch``): weights, delays, recurrent weights, tau_mem, tau_w, tau_syn, a, b."""
+    net, _, _, _ = ADLIF_FF_DELAYS.make()
+    plan = layer_plan(net.layers[0])
+    assert plan.family == "linear" and plan.ff_delays and not plan.rec_delays
+    report = run_case(ADLIF_FF_DELAYS, entries=2)
+    assert {"weights[0]", "delays[0]", "recurrent_weights[0]", "tau_mem[0]", "tau_w[0]", "tau_syn[0]", "a[0]",
+            "b[0]"} <= set(report), report
+    assert "recurrent_delays[0]" not in report  # fixed at zero, not parameters
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [ADLIF, ADLIF_OSC], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [ADLIF, ADLIF_OSC, ADLIF_FF_DELAYS], ids=lambda c: c.name)
 def test_adlif_gradients_match_50_digit_differences_every_entry(case: Case):
     run_case(case)
 
