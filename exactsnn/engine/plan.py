@@ -15,9 +15,11 @@ its two fields:
   same schedule, except that a ``"linear"`` layer learning a parameter of its system matrix (tau_mem,
   tau_w, tau_syn, a; b is fine) is differentiated on the per-arrival replay even without delays
   (``exactsnn.grad._linear_layer_backward``).
-* ``ff_windows``: a LIF-family arrivals layer whose delays are on the feedforward synapses only (zero-delay
-  recurrence, or none) runs the windowed order-free kernel (:mod:`exactsnn.engine.cpu.ff_delays`) when its
-  parameters allow it (v_th > 0, tau_mem and tau_syn not nearly equal); otherwise the per-arrival heap kernel.
+* ``ff_windows``: an arrivals layer whose delays are on the feedforward synapses only (zero-delay recurrence, or
+  none) runs a windowed order-free forward kernel instead of the per-arrival heap kernel: a LIF-family layer
+  :mod:`exactsnn.engine.cpu.ff_delays` when its parameters allow it (v_th > 0, tau_mem and tau_syn not nearly
+  equal), a linear-family layer :mod:`exactsnn.engine.cpu.linear_ff` when v_th > 0 (its reverse replay is
+  :mod:`exactsnn.engine.cpu.linear_ff_windows` whatever v_th).
 """
 
 from __future__ import annotations
@@ -80,4 +82,6 @@ def layer_plan(layer: Layer) -> LayerPlan:
 
         nrn = layer.neuron
         ff_windows = ff_supported(nrn.tau_mem, nrn.tau_syn, nrn.v_th)
+    elif family == "linear" and schedule == "arrivals" and not layer.rec_delays:
+        ff_windows = layer.neuron.v_th > 0.0
     return LayerPlan(family, schedule, layer.recurrent, layer.ff_delays, layer.rec_delays, ff_windows)

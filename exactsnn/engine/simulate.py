@@ -32,12 +32,14 @@ import numpy as np
 from exactsnn.engine.cpu.dense import run_dense_batch
 from exactsnn.engine.cpu.ff_delays import ff_supported, ff_tables, ff_window, run_ff_delays_batch
 from exactsnn.engine.cpu.linear import run_linear_batch
+from exactsnn.engine.cpu.linear_ff import run_linear_ff_batch
 from exactsnn.engine.cpu.queue import run_queue_batch, sort_delays
 from exactsnn.engine.cpu.trace import linear_voltage_batch, voltage_batch
 from exactsnn.engine.plan import layer_plan
 from exactsnn.events import SpikeBatch, canonical_order
 from exactsnn.network import Layer, Network, Params
 from exactsnn.neurons.linear import crossing_bounds, system_matrices
+from exactsnn.neurons.series import coefficients
 
 __all__ = ["simulate", "Recording"]
 
@@ -193,10 +195,12 @@ def _run_layer(
     lin = linear_layer(layer, params.neuron[layer_idx]) if plan.family == "linear" else None
     taus = lif_taus(layer, params.neuron[layer_idx]) if plan.family == "lif" else None
     # a layer with recurrent delays that are all zero is a feedforward-delay layer: same kernel, same floats
-    windows = plan.ff_windows or (
+    windows = plan.family == "lif" and plan.ff_windows or (
         plan.family == "lif" and plan.rec_delays and ff_supported(nrn.tau_mem, nrn.tau_syn, nrn.v_th)
         and not np.any(params.recurrent_delays[layer_idx])
     )
+    lin_windows = lin is not None and (plan.ff_windows or (
+        plan.rec_delays and nrn.v_th > 0.0 and not np.any(params.recurrent_delays[layer_idx])))
     if windows:
         h = ff_window(nrn.tau_mem, nrn.tau_syn)
         Wc = np.ascontiguousarray(W)
@@ -205,7 +209,7 @@ def _run_layer(
         ff_tabs = ff_tables(Wc, np.minimum(Dc, t_max + h), h, nrn.tau_mem, nrn.tau_syn)
         ff_order = rec_order = np.zeros((1, 1), np.int64)
         ff_delay = rec_delay = np.zeros((1, 1))
-    elif plan.schedule == "arrivals":
+    elif plan.schedule == "arrivals" and not lin_windows:
         E = params.recurrent_delays[layer_idx] if has_rec else np.zeros((n, n))
         ff_order, ff_delay = sort_delays(np.ascontiguousarray(params.delays[layer_idx]))
         rec_order, rec_delay = sort_delays(np.ascontiguousarray(E))
@@ -220,7 +224,14 @@ def _run_layer(
         out_i = np.empty((todo.size, c))
         out_r = np.empty((todo.size, c))
         counts = np.zeros(todo.size, dtype=np.int64)
-        if lin is not None:
+        if lin_windows:
+            run_linear_ff_batch(
+                sub.times, sub.units, sub.offsets, np.ascontiguousarray(W),
+                np.ascontiguousarray(params.delays[layer_idx]), np.ascontiguousarray(R.T), has_rec, lin.A, lin.P,
+                lin.bounds, coefficients(lin.A), lin.tau_w, lin.tau_syn, lin.a, lin.b, nrn.v_th, nrn.v_reset,
+                nrn.t_ref, t_max, out_t, out_u, out_i, out_r, counts,
+            )
+        elif lin is not None:
             run_linear_batch(
                 sub.times, sub.units, sub.offsets, np.ascontiguousarray(W), ff_order, ff_delay,
                 np.ascontiguousarray(R), rec_order, rec_delay, has_rec, plan.delays,
