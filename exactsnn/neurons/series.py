@@ -177,3 +177,36 @@ def adjoint_layer(Z: np.ndarray, h: float, C: np.ndarray, nrm: float, Y: np.ndar
         for r in rows:
             for j in range(n):
                 Z[r, j] = Ya[r, j]
+
+
+@register_jitable
+def adjoint_column(z: np.ndarray, h: float, c: np.ndarray, nrm: float, y: np.ndarray, y2: np.ndarray,
+                   params: bool, rows: np.ndarray) -> None:
+    """:func:`adjoint_layer` for one neuron: z (N_ADJ,) its adjoint rows, c (8,) its column of
+    :func:`coefficients`, y, y2 (N_ADJ,) scratch. Scalar loops: called per event of a single neuron, where the
+    layer version's per-row loops over one column cost more in calls than in arithmetic."""
+    if h <= 0.0:
+        return
+    hp, pieces, k = _pieces(h, nrm, ADJ_TOL)
+    n_rows = N_ADJ if params else 3
+    for _ in range(pieces):
+        for r in range(n_rows):
+            y[r] = z[r]
+        if not params:
+            m, wa, wd, s = c[0], c[1], c[2], c[3]
+            lv, lw, li = z[0], z[1], z[2]
+            for i in range(k, 0, -1):
+                f = hp / i
+                lv, lw, li = (z[0] + f * (wa * lw - m * lv), z[1] - f * (m * lv + wd * lw),
+                              z[2] + f * (m * lv - s * li))
+            z[0], z[1], z[2] = lv, lw, li
+            continue
+        ya, yb = y, y2
+        for i in range(k, 0, -1):
+            f = hp / i
+            for r in rows:
+                o, c1, y1, c2, y2_, e3, y3 = _ROWS[r]
+                yb[o] = z[o] + f * (c[c1] * ya[y1] + c[c2] * ya[y2_] + e3 * ya[y3])
+            ya, yb = yb, ya
+        for r in rows:
+            z[r] = ya[r]

@@ -45,11 +45,10 @@ from exactsnn.engine.cpu.linear_windows import (
     _clean_close,
     _coefficients,
     _list_units,
-    _restart_col,
     _window_terms,
     window_grid,
 )
-from exactsnn.engine.cpu.maths import adjoint_layer, advance, layer_norm
+from exactsnn.engine.cpu.maths import adjoint_column, advance, layer_norm
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
@@ -294,22 +293,32 @@ def _forward_replay(
 def _bring(Zc: np.ndarray, r: int, t: float, tcol: np.ndarray, in_s: np.ndarray, tw_s: np.ndarray,
            ts_s: np.ndarray, params: bool, rows: np.ndarray, Cc: np.ndarray, nrm: float, Y: np.ndarray,
            Y2: np.ndarray) -> None:
-    """Column r (its 13 rows Zc[r], (N_ADJ, 1)) back from its last event to t: the block series, or in a
-    refractory window lam_V = 0, lam_w and lam_I decay, nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
+    """Column r (its 13 rows Zc[r]) back from its last event to t: the block series, or in a refractory window
+    lam_V = 0, lam_w and lam_I decay, nu_d <- e^{-h/tau_syn} (nu_d + h lam_I)."""
     h = tcol[r] - t
     if h <= 0.0:
         return
     Z = Zc[r]
     if in_s[r]:
         es = math.exp(-h / ts_s[r])
-        Z[0, 0] = 0.0
-        Z[1, 0] *= math.exp(-h / tw_s[r])
+        Z[0] = 0.0
+        Z[1] *= math.exp(-h / tw_s[r])
         if params:
-            Z[12, 0] = es * (Z[12, 0] + h * Z[2, 0])
-        Z[2, 0] *= es
+            Z[12] = es * (Z[12] + h * Z[2])
+        Z[2] *= es
     else:
-        adjoint_layer(Z, h, Cc[r], nrm, Y, Y2, params, rows)
+        adjoint_column(Z, h, Cc[r], nrm, Y, Y2, params, rows)
     tcol[r] = t
+
+
+@helper
+def _restart_vec(z: np.ndarray, v: float, w: float, i: float, G: np.ndarray, k: int) -> None:
+    """:func:`~exactsnn.engine.cpu.linear_windows._restart_col` for one neuron's rows z (N_ADJ,)."""
+    G[0, k] += z[3] * v + z[4] * w + z[5] * i
+    G[1, k] += z[6] * v + z[7] * w + z[8] * i
+    G[2, k] += z[9] * v + z[10] * w + z[11] * i
+    for q in range(3, 12):
+        z[q] = 0.0
 
 
 @helper
@@ -322,13 +331,13 @@ def _column_reads(w: np.ndarray, Zc: np.ndarray, sl: np.ndarray, n_sl: int, g: n
         j = sl[r]
         Z = Zc[r]
         wj = w[j]
-        g[j] += Z[2, 0]
-        acc += wj * (Z[2, 0] * inv_s[j] - Z[0, 0] * inv_m[j])
+        g[j] += Z[2]
+        acc += wj * (Z[2] * inv_s[j] - Z[0] * inv_m[j])
         if params:
-            G[0, j] += wj * Z[5, 0]
-            G[1, j] += wj * Z[8, 0]
-            G[2, j] += wj * Z[11, 0]
-            G[3, j] += wj * Z[12, 0]
+            G[0, j] += wj * Z[5]
+            G[1, j] += wj * Z[8]
+            G[2, j] += wj * Z[11]
+            G[3, j] += wj * Z[12]
     return acc
 
 
@@ -422,10 +431,10 @@ def linear_ff_backward_sample(
     lv = np.empty(n)
     pos = np.full(n, -1, np.int64)
     sl = np.empty(n, np.int64)
-    Zc = np.zeros((n, N_ADJ, 1))
-    Cc = np.empty((n, 8, 1))
-    Y = np.empty((N_ADJ, 1))
-    Y2 = np.empty((N_ADJ, 1))
+    Zc = np.zeros((n, N_ADJ))
+    Cc = np.empty((n, 8))
+    Y = np.empty(N_ADJ)
+    Y2 = np.empty(N_ADJ)
     in_s = np.zeros(n, np.bool_)
     tw_s = np.empty(n)
     ts_s = np.empty(n)
@@ -484,9 +493,9 @@ def linear_ff_backward_sample(
             for r in range(n_sl):
                 j = sl[r]
                 Zc[r] = 0.0
-                Zc[r, 0, 0], Zc[r, 1, 0], Zc[r, 2, 0] = lam[0, j], lam[1, j], lam[2, j]
+                Zc[r, 0], Zc[r, 1], Zc[r, 2] = lam[0, j], lam[1, j], lam[2, j]
                 for c in range(8):
-                    Cc[r, c, 0] = C[c, j]
+                    Cc[r, c] = C[c, j]
                 in_s[r] = in_ref[j]
                 tw_s[r] = tau_w[j]
                 ts_s[r] = tau_syn[j]
@@ -510,36 +519,36 @@ def linear_ff_backward_sample(
                     u = uin[e]
                     Z = Zc[r]
                     wt = Wt[u, j]
-                    gWt[u, j] += Z[2, 0]
-                    d = wt * (Z[2, 0] * inv_s[j] - Z[0, 0] * inv_m[j])
+                    gWt[u, j] += Z[2]
+                    d = wt * (Z[2] * inv_s[j] - Z[0] * inv_m[j])
                     gDt[u, j] += d
                     if want_up:
                         up[e] += d
                     if params:
-                        G[0, j] += wt * Z[5, 0]
-                        G[1, j] += wt * Z[8, 0]
-                        G[2, j] += wt * Z[11, 0]
-                        G[3, j] += wt * Z[12, 0]
+                        G[0, j] += wt * Z[5]
+                        G[1, j] += wt * Z[8]
+                        G[2, j] += wt * Z[11]
+                        G[3, j] += wt * Z[12]
                 for q in range(i_r, r0, -1):
                     k = us_[q]
                     r = pos[k]
                     _bring(Zc, r, te, tcol, in_s, tw_s, ts_s, params, rows, Cc, nrm, Y, Y2)
                     Z = Zc[r]
-                    stored[q] = window_end_term(Z[0, 0], I_end[q], w_end[q], v_reset, tau_mem[k])
+                    stored[q] = window_end_term(Z[0], I_end[q], w_end[q], v_reset, tau_mem[k])
                     if params:
-                        _restart_col(Z, 0, v_reset, w_end[q], I_end[q], G, k)
-                        _window_terms(Z[1, 0], w_end[q], av[k], tau_w[k], v_reset, t_ref, gP[k])
-                    Z[0, 0] = 0.0
+                        _restart_vec(Z, v_reset, w_end[q], I_end[q], G, k)
+                        _window_terms(Z[1], w_end[q], av[k], tau_w[k], v_reset, t_ref, gP[k])
+                    Z[0] = 0.0
                     in_s[r] = True
                 for q in range(i_s, s0, -1):
                     k = us_[q]
                     r = pos[k]
                     _bring(Zc, r, te, tcol, in_s, tw_s, ts_s, params, rows, Cc, nrm, Y, Y2)
                     Z = Zc[r]
-                    gP[k, G_B] += Z[1, 0]
+                    gP[k, G_B] += Z[1]
                     if params and t_ref == 0.0:
-                        _restart_col(Z, 0, v_reset, w_spk[q] + bv[k], I_spk[q], G, k)
-                    Z[0, 0] = spike_jump(Z[0, 0], Z[1, 0], I_spk[q], w_spk[q], stored[q], t_ref, down[q],
+                        _restart_vec(Z, v_reset, w_spk[q] + bv[k], I_spk[q], G, k)
+                    Z[0] = spike_jump(Z[0], Z[1], I_spk[q], w_spk[q], stored[q], t_ref, down[q],
                                          rec_down[q], tau_mem[k], tau_w[k], av[k], bv[k], v_th, v_reset)
                     in_s[r] = False
                 i_f, i_r, i_s = f0, r0, s0
@@ -549,9 +558,9 @@ def linear_ff_backward_sample(
                 j = sl[r]
                 Z = Zc[r]
                 if params:  # nu restarts at the window's start, nu_d too (as for the clean neurons)
-                    _restart_col(Z, 0, x0[0, j], x0[1, j], x0[2, j], G, j)
-                    G[3, j] += Z[12, 0] * x0[2, j]
-                lam[0, j], lam[1, j], lam[2, j] = Z[0, 0], Z[1, 0], Z[2, 0]
+                    _restart_vec(Z, x0[0, j], x0[1, j], x0[2, j], G, j)
+                    G[3, j] += Z[12] * x0[2, j]
+                lam[0, j], lam[1, j], lam[2, j] = Z[0], Z[1], Z[2]
                 in_ref[j] = in_s[r]
                 pos[j] = -1
                 cm[j] = 1.0

@@ -23,8 +23,8 @@ from exactsnn.neurons import linear as _linear
 from exactsnn.neurons import series as _series
 
 __all__ = [
-    "adjoint_layer", "advance", "cpu_helpers", "expm_into", "first_crossing", "flow_adjoint", "lam_x_integral",
-    "layer_norm", "may_cross_before", "next_spike", "pnorm", "propagate_layer", "window_advance",
+    "adjoint_column", "adjoint_layer", "advance", "cpu_helpers", "expm_into", "first_crossing", "flow_adjoint",
+    "lam_x_integral", "layer_norm", "may_cross_before", "next_spike", "pnorm", "propagate_layer", "window_advance",
 ]
 
 
@@ -58,7 +58,8 @@ pnorm = _LINEAR["_pnorm"]
 window_advance = _LINEAR["window_advance"]
 
 # the layer-wide series (called once per stretch: the call costs nothing, one compiled copy each)
-_SERIES = cpu_helpers(_series, ("layer_norm", "propagate_layer", "adjoint_layer"))
+_SERIES = cpu_helpers(_series, ("layer_norm", "propagate_layer", "adjoint_layer", "adjoint_column"))
 layer_norm = _SERIES["layer_norm"]
 propagate_layer = _SERIES["propagate_layer"]
 adjoint_layer = _SERIES["adjoint_layer"]
+adjoint_column = _SERIES["adjoint_column"]
