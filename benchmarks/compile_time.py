@@ -12,8 +12,10 @@ waits for before the first result, per model/variant:
 
 Variants: ``lif_ff`` (LIF feedforward), ``lif_rec`` (LIF recurrent), ``lif_delays`` (LIF recurrent
 with learned delays: the queue kernels), ``lif_taus`` (LIF learning tau_mem and tau_syn: the linear
-kernels), ``adlif`` (adLIF feedforward), ``adlif_rec_delays`` (adLIF recurrent with delays) and
-``yinyang_train`` (the first batch of the default ``exactsnn train``: Yin-Yang data, network, one
+kernels), ``adlif`` (adLIF feedforward), ``adlif_rec_delays`` (adLIF recurrent with delays),
+``adlif_line`` (the adLIF research line's layer: recurrent, feedforward delays, learning tau_mem, tau_w, a, b: the
+windowed kernels ``linear_ff`` / ``linear_ff_windows``) and ``yinyang_train`` (the first batch of the default
+``exactsnn train``: Yin-Yang data, network, one
 loss_and_grad and one Adam step, as ``exactsnn.train.train`` does it).
 
 Columns: ``import`` = ``import exactsnn`` (nothing may compile there), ``sim`` = first
@@ -43,7 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("lif_ff", "lif_rec", "lif_delays", "lif_taus", "adlif", "adlif_rec_delays", "yinyang_train")
+VARIANTS = ("lif_ff", "lif_rec", "lif_delays", "lif_taus", "adlif", "adlif_rec_delays", "adlif_line", "yinyang_train")
 QUICK_VARIANTS = ("lif_ff", "adlif")
 
 
@@ -89,6 +91,8 @@ def _tiny_net(variant: str):  # noqa: ANN202
         "lif_ff": {}, "lif_rec": {"recurrent": True}, "lif_delays": {"recurrent": True, "delays": True},
         "lif_taus": {"learn": ("tau_mem", "tau_syn")}, "adlif": {},
         "adlif_rec_delays": {"recurrent": True, "delays": True},
+        # the adLIF research line's layer: feedforward delays, zero-delay recurrence, learned neuron parameters
+        "adlif_line": {"recurrent": True, "delays": "feedforward", "learn": ("tau_mem", "tau_w", "a", "b")},
     }[variant]
     return es.Network(5, [es.Layer(8, neuron, **kw), es.Layer(3, es.LI())])
 

@@ -266,9 +266,9 @@ _LINEAR_ARRIVAL_REPLAY = [False]
 
 @contextmanager
 def linear_arrival_replay() -> Iterator[None]:
-    """Within the block, delay-free linear-kernel layers are differentiated by the arrival-list replay
-    (:mod:`exactsnn.engine.cpu.linear_backward`), not the shared-clock one: the independent implementation
-    the shared-clock replay is compared with in the tests."""
+    """Within the block, every linear-kernel layer (delay-free or with feedforward delays) is differentiated by the
+    arrival-list replay (:mod:`exactsnn.engine.cpu.linear_backward`), not the shared-clock or windowed one: the
+    independent implementation those are compared with in the tests."""
     old = _LINEAR_ARRIVAL_REPLAY[0]
     _LINEAR_ARRIVAL_REPLAY[0] = True
     try:
@@ -283,7 +283,8 @@ def _linear_layer_backward(
     """Reverse replay of a linear-kernel layer: (gW, gD, gR, gE, learned neuron-parameter grads, up).
 
     A delay-free layer runs on the shared-clock replay (:mod:`exactsnn.engine.cpu.linear_dense_backward`, ``up``
-    filled only with ``want_up``); a layer with delays on the arrival-list replay
+    filled only with ``want_up``), a layer with feedforward delays only on the windowed replay
+    (:mod:`exactsnn.engine.cpu.linear_ff_windows`), a layer with recurrent delays on the arrival-list replay
     (:mod:`exactsnn.engine.cpu.linear_backward`).
     """
     from exactsnn.engine.cpu.linear_backward import G_A, G_B, G_TAU_MEM, G_TAU_SYN, G_TAU_W

@@ -16,10 +16,10 @@ parameters are learned. The events are gathered into forward order once, so that
 them in order (through the sort permutation every array read was a cache miss). Memory per event: the
 state just before it (3 floats) and its listing (17 bytes: time, kind, two indices).
 
-Used for layers with delays and for layers that learn a neuron parameter that changes A (tau_mem, tau_w,
-tau_syn, a); a delay-free layer that learns at most b runs on the shared-clock replay of
-:mod:`exactsnn.engine.cpu.linear_dense_backward`, which shares the jump maths below
-(:func:`window_end_term`, :func:`spike_jump`).
+Used for layers with recurrent delays; a delay-free layer runs on the shared-clock replay of
+:mod:`exactsnn.engine.cpu.linear_dense_backward` and a layer with feedforward delays only on the windowed replay of
+:mod:`exactsnn.engine.cpu.linear_ff_windows`, which share the jump maths below (:func:`window_end_term`,
+:func:`spike_jump`); the tests compare both with this one (``exactsnn.grad.linear_arrival_replay``).
 """
 
 from __future__ import annotations
