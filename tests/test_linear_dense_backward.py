@@ -193,19 +193,22 @@ def test_learned_neuron_parameters_equal_arrival_list_replay(seed: int, monkeypa
     assert _rel_err(dt_in, ref_dt) <= TOL, f"input times: {_rel_err(dt_in, ref_dt):.3g} ({kw})"
 
 
-@pytest.mark.parametrize("learn, delays, kernel", [
-    (("tau_mem",), False, "linear_dense_backward_batch"), (("a", "b"), False, "linear_dense_backward_batch"),
-    ((), True, "linear_backward_batch"), (("tau_w",), True, "linear_backward_batch"),
+@pytest.mark.parametrize("learn, delays, recurrent, kernel", [
+    (("tau_mem",), False, False, "linear_dense_backward_batch"),
+    (("a", "b"), False, True, "linear_dense_backward_batch"),
+    ((), True, True, "linear_backward_batch"), (("tau_w",), True, True, "linear_backward_batch"),
+    ((), True, False, "linear_ff_backward_batch"), (("tau_w",), "feedforward", True, "linear_ff_backward_batch"),
 ])
-def test_dispatch(learn, delays, kernel, monkeypatch: pytest.MonkeyPatch):
-    """Delay-free layers (learning neuron parameters or not) take the shared-clock replay, layers with delays
-    the arrival-list one."""
-    net = es.Network(N_IN, [es.Layer(4, es.AdLIF(), learn=learn, delays=delays), es.Layer(3, es.LI())])
+def test_dispatch(learn, delays, recurrent, kernel, monkeypatch: pytest.MonkeyPatch):
+    """Delay-free layers (learning neuron parameters or not) take the shared-clock replay, layers with recurrent
+    delays the arrival-list one, layers with feedforward delays only the windowed one."""
+    net = es.Network(N_IN, [es.Layer(4, es.AdLIF(), learn=learn, delays=delays, recurrent=recurrent),
+                            es.Layer(3, es.LI())])
     params = net.init(seed=0)
     params.weights[0][:] = 3.0
     batch = es.SpikeBatch.from_lists([(np.linspace(0.0, 0.05, 20), np.arange(20) % N_IN)], n_units=N_IN)
     used = []
-    for name in ("linear_dense_backward_batch", "linear_backward_batch"):
+    for name in ("linear_dense_backward_batch", "linear_backward_batch", "linear_ff_backward_batch"):
         real = getattr(grad_module, name)
         monkeypatch.setattr(grad_module, name, lambda *a, _r=real, _n=name: (used.append(_n), _r(*a))[1])
     es.loss_and_grad(net, params, batch, np.array([0]), t_max=T_MAX)

@@ -21,6 +21,8 @@ needs to reach the next input spike time, where the neuron is looked at again; r
 (zero delay) re-predict too. Over such short horizons the quadratic bound of
 :func:`exactsnn.neurons.linear.may_cross_before` settles almost every neuron in O(1).
 
+Layers with feedforward delays only (zero-delay recurrence) use the windowed order-free kernel of
+:mod:`exactsnn.engine.cpu.linear_ff` instead (no heap; this one serves layers with recurrent delays and v_th <= 0).
 Layers without delays use a shared-clock kernel instead (:func:`linear_dense_sample`, no heap): every
 input event brings each neuron to the event time and adds its weight (one cached matrix exponential
 serves the whole layer when the neurons share their parameters), then screens it over the stretch
