@@ -25,7 +25,7 @@ from exactsnn.engine.cpu.backward import dense_backward_batch, queue_backward_ba
 from exactsnn.engine.cpu.ff_delays_backward import ff_delays_backward_batch, modal_ok
 from exactsnn.engine.cpu.linear_backward import linear_backward_batch
 from exactsnn.engine.cpu.linear_dense_backward import linear_dense_backward_batch
-from exactsnn.engine.cpu.linear_ff_windows import linear_ff_backward_batch
+from exactsnn.engine.cpu.linear_ff_windows import MAX_NEURONS, linear_ff_backward_batch
 from exactsnn.engine.cpu.linear_windows import window_tables
 from exactsnn.engine.plan import layer_plan
 from exactsnn.engine.simulate import Recording, check_inputs, lif_taus, linear_layer, simulate
@@ -317,7 +317,7 @@ def _linear_layer_backward(
         learned = {name: gP[:, cols[name]].copy() for name in layer.learn}
         return bW.sum(axis=0).T.copy(), np.zeros((n, n_pre)), gR, np.zeros((n, n)), learned, up
     plan = layer_plan(layer)
-    if plan.ff_delays and not plan.rec_delays and not _LINEAR_ARRIVAL_REPLAY[0]:
+    if plan.ff_delays and not plan.rec_delays and n <= MAX_NEURONS and not _LINEAR_ARRIVAL_REPLAY[0]:
         bW, bD = np.zeros((n_threads, n_pre, n)), np.zeros((n_threads, n_pre, n))
         bR = np.zeros((n_threads, n, n) if layer.recurrent else (n_threads, 1, n))
         bP = np.zeros((n_threads, n, 5))

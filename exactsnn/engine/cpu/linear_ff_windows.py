@@ -12,7 +12,8 @@ to delayed arrivals; zero-delay recurrence is kept as there.
 Per sample, with the windows [T0, T1) of length H of :func:`~exactsnn.engine.cpu.linear_windows.window_grid`:
 
 1. **Buckets.** Every arrival (input event e of unit i at neuron j, at a = t_e + D[i, j] <= T; later ones never
-   reach the layer) is put in the bucket of its window by a counting sort: 8 bytes per arrival, no time sort.
+   reach the layer) is put in the bucket of its window by a counting sort, as runs (one input event's arrivals in
+   one window: the event once, then its neurons as 16-bit indices): ~2 bytes per arrival, no time sort.
 2. **Forward replay by moments.** A neuron without an own event in a window and not refractory at its end
    (*clean*) goes from T0 to T1 as x(T1) = expm(A H) x(T0) + sum_k (A^k e_I / k!) M_k with the window's moments
    M_k = sum_a w_a (T1 - a)^k (feedforward and recurrent arrivals alike): expm(A H) is E's lam block transposed and
@@ -27,7 +28,7 @@ Per sample, with the windows [T0, T1) of length H of :func:`~exactsnn.engine.cpu
    window its closed form), all columns together only where a spike's recurrent arrivals read them.
 
 At equal times the forward order is that of the arrival-list replay: spikes, window ends, feedforward, then
-recurrent arrivals; an arrival on a window's start belongs to that window. Memory: the buckets (8 bytes per
+recurrent arrivals; an arrival on a window's start belongs to that window. Memory: the buckets (~2 bytes per
 arrival), the window-start states, the tables and O(n (K + 13)) of scratch; no per-arrival state.
 """
 
@@ -40,6 +41,7 @@ import numpy as np
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_B, spike_jump, window_end_term
 from exactsnn.engine.cpu.linear_dense_backward import _parameter_gradients
+from exactsnn.engine.cpu.linear_ff import _window_of
 from exactsnn.engine.cpu.linear_windows import (
     _clean_arrival,
     _clean_close,
@@ -54,39 +56,23 @@ from exactsnn.engine.cpu.sort import stable_argsort
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.series import N_ADJ
 
-__all__ = ["linear_ff_backward_batch", "linear_ff_backward_sample"]
+__all__ = ["MAX_NEURONS", "linear_ff_backward_batch", "linear_ff_backward_sample"]
 
-
-@helper
-def _window_of(t: float, H: float, n_win: int) -> int:
-    """The window holding time t (s): w H <= t < (w + 1) H, the last window closed at T (the comparisons of the
-    replay's window starts, so that rounding puts an arrival where the replay looks for it)."""
-    w = min(int(t / H), n_win - 1)
-    while w > 0 and t < w * H:
-        w -= 1
-    while w < n_win - 1 and t >= (w + 1) * H:
-        w += 1
-    return w
+#: largest layer this replay takes (its buckets hold neuron indices in 16 bits); larger layers with feedforward
+#: delays are differentiated by the arrival-list replay
+MAX_NEURONS = 65535
 
 
 @kernel
 def _buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, H: float,
-             n_win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counting sort of the arrivals a = tin[e] + Dt[uin[e], j] <= T by window: (off (n_win + 1), event e, neuron j);
-    bucket w is ``off[w]:off[w + 1]``, in the order e, then j."""
+             n_win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counting sort of the arrivals a = tin[e] + Dt[uin[e], j] <= T by window, as *runs* (the arrivals of one input
+    event in one window): (roff (n_win + 1), re, rst, bj). Window w's runs are ``roff[w]:roff[w + 1]``; run r is
+    event re[r] at the neurons bj[rst[r]:rst[r + 1]] (ascending). 2 bytes per arrival and 12 per run."""
     n = Dt.shape[1]
-    cnt = np.zeros(n_win + 1, np.int64)
-    for e in range(tin.size):
-        t = tin[e]
-        row = Dt[uin[e]]
-        for j in range(n):
-            a = t + row[j]
-            if a <= T:
-                cnt[_window_of(a, H, n_win) + 1] += 1
-    off = np.cumsum(cnt)
-    fill = off[:-1].copy()
-    be = np.empty(off[n_win], np.int32)
-    bj = np.empty(off[n_win], np.int32)
+    n_e = np.zeros(n_win + 1, np.int64)
+    n_r = np.zeros(n_win + 1, np.int64)
+    last = np.full(n_win, -1, np.int64)
     for e in range(tin.size):
         t = tin[e]
         row = Dt[uin[e]]
@@ -94,34 +80,61 @@ def _buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, H: floa
             a = t + row[j]
             if a <= T:
                 w = _window_of(a, H, n_win)
-                p = fill[w]
-                be[p] = e
-                bj[p] = j
-                fill[w] = p + 1
-    return off, be, bj
+                n_e[w + 1] += 1
+                if last[w] != e:
+                    last[w] = e
+                    n_r[w + 1] += 1
+    eoff = np.cumsum(n_e)
+    roff = np.cumsum(n_r)
+    e_fill = eoff[:-1].copy()
+    r_fill = roff[:-1].copy()
+    re = np.empty(roff[n_win], np.int32)
+    rst = np.empty(roff[n_win] + 1, np.int64)
+    rst[roff[n_win]] = eoff[n_win]
+    bj = np.empty(eoff[n_win], np.uint16)  # layers of at most MAX_NEURONS neurons
+    last[:] = -1
+    for e in range(tin.size):
+        t = tin[e]
+        row = Dt[uin[e]]
+        for j in range(n):
+            a = t + row[j]
+            if a <= T:
+                w = _window_of(a, H, n_win)
+                if last[w] != e:  # a new run: the event's first arrival in this window
+                    last[w] = e
+                    r = r_fill[w]
+                    re[r] = e
+                    rst[r] = e_fill[w]
+                    r_fill[w] = r + 1
+                bj[e_fill[w]] = j
+                e_fill[w] += 1
+    return roff, re, rst, bj
 
 
 @kernel
-def _replayed_arrivals(lo: int, hi: int, be: np.ndarray, bj: np.ndarray, tin: np.ndarray, uin: np.ndarray,
-                       Dt: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The arrivals of bucket lo:hi at replayed neurons (pos[j] >= 0), in time order (stable): (times, events,
+def _replayed_arrivals(r_lo: int, r_hi: int, re: np.ndarray, rst: np.ndarray, bj: np.ndarray, tin: np.ndarray,
+                       uin: np.ndarray, Dt: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrivals of runs r_lo:r_hi at replayed neurons (pos[j] >= 0), in time order (stable): (times, events,
     columns)."""
     nf = 0
-    for p in range(lo, hi):
+    for p in range(rst[r_lo], rst[r_hi]):
         if pos[bj[p]] >= 0:
             nf += 1
     fa = np.empty(nf)
     fe = np.empty(nf, np.int64)
     fr = np.empty(nf, np.int64)
     q = 0
-    for p in range(lo, hi):
-        j = bj[p]
-        if pos[j] >= 0:
-            e = be[p]
-            fa[q] = tin[e] + Dt[uin[e], j]
-            fe[q] = e
-            fr[q] = pos[j]
-            q += 1
+    for r in range(r_lo, r_hi):
+        e = re[r]
+        t = tin[e]
+        drow = Dt[uin[e]]
+        for p in range(rst[r], rst[r + 1]):
+            j = bj[p]
+            if pos[j] >= 0:
+                fa[q] = t + drow[j]
+                fe[q] = e
+                fr[q] = pos[j]
+                q += 1
     order = stable_argsort(fa)
     return fa[order], fe[order], fr[order]
 
@@ -157,8 +170,8 @@ def _forward_replay(
     tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Rt: np.ndarray, has_rec: bool,
     ts_: np.ndarray, us_: np.ndarray, A: np.ndarray, tau_w: np.ndarray, tau_syn: np.ndarray, av: np.ndarray,
     bv: np.ndarray, v_reset: float, t_ref: float, T: float, H: float, n_win: int, E: np.ndarray, P: np.ndarray,
-    off: np.ndarray, be: np.ndarray, bj: np.ndarray, Xw: np.ndarray, w_spk: np.ndarray, I_spk: np.ndarray,
-    w_end: np.ndarray, I_end: np.ndarray, ref_end: np.ndarray,
+    roff: np.ndarray, re: np.ndarray, rst: np.ndarray, bj: np.ndarray, Xw: np.ndarray, w_spk: np.ndarray,
+    I_spk: np.ndarray, w_end: np.ndarray, I_end: np.ndarray, ref_end: np.ndarray,
 ) -> None:
     """Step 2 of the module docstring: the state at every window start into Xw (n_win, 3, n), w and I before each
     spike and at each window's end, each neuron's last window end into ref_end."""
@@ -205,18 +218,22 @@ def _forward_replay(
         # ---- clean neurons: moments of the window's arrivals
         M[:] = 0.0
         Mt[:] = 0.0
-        for p in range(off[w], off[w + 1]):
-            j = bj[p]
-            if cm[j] != 0.0:
-                e = be[p]
-                u = uin[e]
-                s = T1 - (tin[e] + Dt[u, j])
-                wt = Wt[u, j]
-                mt = Mt[j]
-                pw = 1.0
-                for k in range(K1):
-                    mt[k] += wt * pw
-                    pw *= s
+        for r in range(roff[w], roff[w + 1]):
+            e = re[r]
+            u = uin[e]
+            t1e = T1 - tin[e]
+            wrow = Wt[u]
+            drow = Dt[u]
+            for p in range(rst[r], rst[r + 1]):
+                j = bj[p]
+                if cm[j] != 0.0:
+                    s = t1e - drow[j]
+                    wt = wrow[j]
+                    mt = Mt[j]
+                    pw = 1.0
+                    for k in range(K1):
+                        mt[k] += wt * pw
+                        pw *= s
         if has_rec:
             for q in range(i_s, s_hi):
                 _moments(Rt[us_[q]], T1 - ts_[q], M)
@@ -225,7 +242,7 @@ def _forward_replay(
                 _clean_step(X, j, E, P, M, Mt)
         # ---- replayed neurons: event by event
         if n_sl > 0:
-            fa, fe, fr = _replayed_arrivals(off[w], off[w + 1], be, bj, tin, uin, Dt, pos)
+            fa, fe, fr = _replayed_arrivals(roff[w], roff[w + 1], re, rst, bj, tin, uin, Dt, pos)
             i_f = 0
             while True:
                 te = math.inf
@@ -343,43 +360,49 @@ def _column_reads(w: np.ndarray, Zc: np.ndarray, sl: np.ndarray, n_sl: int, g: n
 
 @helper
 def _clean_reads(
-    lo: int, hi: int, be: np.ndarray, bj: np.ndarray, tin: np.ndarray, uin: np.ndarray, Wt: np.ndarray,
-    Dt: np.ndarray, T1: float, cm: np.ndarray, cI: np.ndarray, cV: np.ndarray, params: bool, want_up: bool,
-    Mt: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray, gWt: np.ndarray, gDt: np.ndarray, up: np.ndarray,
+    r_lo: int, r_hi: int, re: np.ndarray, rst: np.ndarray, bj: np.ndarray, tin: np.ndarray, uin: np.ndarray,
+    Wt: np.ndarray, Dt: np.ndarray, T1: float, cm: np.ndarray, cI: np.ndarray, cV: np.ndarray, params: bool,
+    want_up: bool, Mt: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray, gWt: np.ndarray, gDt: np.ndarray,
+    up: np.ndarray,
 ) -> None:
-    """The feedforward arrivals of bucket lo:hi at clean neurons: lam_I, lam_V from the window polynomials cI, cV
+    """The feedforward arrivals of runs r_lo:r_hi at clean neurons: lam_I, lam_V from the window polynomials cI, cV
     ((n, K + 1), rising powers of s = T1 - a), dL/dW, dL/dD, dL/dt of the input event, moments Mt (n, K + 1)."""
     K1 = cI.shape[1]
-    for p in range(lo, hi):
-        j = bj[p]
-        if cm[j] == 0.0:
-            continue
-        e = be[p]
+    for r in range(r_lo, r_hi):
+        e = re[r]
         u = uin[e]
-        s = T1 - (tin[e] + Dt[u, j])
-        wt = Wt[u, j]
-        ci, cv = cI[j], cV[j]
-        li = ci[0]
-        lv = cv[0]
-        pw = 1.0
-        if params:
-            mt = Mt[j]
-            mt[0] += wt
-            for k in range(1, K1):
-                pw *= s
-                li += ci[k] * pw
-                lv += cv[k] * pw
-                mt[k] += wt * pw
-        else:
-            for k in range(1, K1):
-                pw *= s
-                li += ci[k] * pw
-                lv += cv[k] * pw
-        gWt[u, j] += li
-        d = wt * (li * inv_s[j] - lv * inv_m[j])
-        gDt[u, j] += d
+        t1e = T1 - tin[e]
+        wrow, drow, gw, gd = Wt[u], Dt[u], gWt[u], gDt[u]
+        acc = 0.0
+        for p in range(rst[r], rst[r + 1]):
+            j = bj[p]
+            if cm[j] == 0.0:
+                continue
+            s = t1e - drow[j]
+            wt = wrow[j]
+            ci, cv = cI[j], cV[j]
+            li = ci[0]
+            lv = cv[0]
+            pw = 1.0
+            if params:
+                mt = Mt[j]
+                mt[0] += wt
+                for k in range(1, K1):
+                    pw *= s
+                    li += ci[k] * pw
+                    lv += cv[k] * pw
+                    mt[k] += wt * pw
+            else:
+                for k in range(1, K1):
+                    pw *= s
+                    li += ci[k] * pw
+                    lv += cv[k] * pw
+            gw[j] += li
+            d = wt * (li * inv_s[j] - lv * inv_m[j])
+            gd[j] += d
+            acc += d
         if want_up:
-            up[e] += d
+            up[e] += acc
 
 
 @kernel
@@ -401,7 +424,7 @@ def linear_ff_backward_sample(
     K1 = P.shape[0]
     nrm = layer_norm(C)
     H, n_win = window_grid(nrm, T)
-    off, be, bj = _buckets(tin, uin, Dt, T, H, n_win)
+    roff, re, rst, bj = _buckets(tin, uin, Dt, T, H, n_win)
     # ---- forward replay
     Xw = np.empty((n_win, 3, n))
     w_spk = np.empty(n_s)
@@ -410,7 +433,7 @@ def linear_ff_backward_sample(
     I_end = np.full(n_s, np.nan)
     ref_end = np.full(n, -np.inf)
     _forward_replay(tin, uin, Wt, Dt, Rt, has_rec, ts_, us_, A, tau_w, tau_syn, av, bv, v_reset, t_ref, T, H, n_win,
-                    E, P, off, be, bj, Xw, w_spk, I_spk, w_end, I_end, ref_end)
+                    E, P, roff, re, rst, bj, Xw, w_spk, I_spk, w_end, I_end, ref_end)
     # ---- reverse replay
     G = np.zeros((4, n))
     lam = np.zeros((3, n))
@@ -461,7 +484,7 @@ def linear_ff_backward_sample(
         for r in range(n_sl):
             cm[sl[r]] = 0.0
         # ---- clean neurons: polynomials from lam(T1)
-        lo, hi = off[w], off[w + 1]
+        lo, hi = roff[w], roff[w + 1]
         any_rec = has_rec and s_lo < i_s
         any_arrival = hi > lo or any_rec
         if any_arrival:
@@ -475,8 +498,8 @@ def linear_ff_backward_sample(
                     for j in range(n):
                         cI[j, k] = cf_I[k, j]
                         cV[j, k] = cf_V[k, j]
-                _clean_reads(lo, hi, be, bj, tin, uin, Wt, Dt, T1, cm, cI, cV, params, want_up, Mt, inv_s, inv_m,
-                             gWt, gDt, up)
+                _clean_reads(lo, hi, re, rst, bj, tin, uin, Wt, Dt, T1, cm, cI, cV, params, want_up, Mt, inv_s,
+                             inv_m, gWt, gDt, up)
             if any_rec:
                 for q in range(s_lo + 1, i_s + 1):
                     k = us_[q]
@@ -489,7 +512,7 @@ def linear_ff_backward_sample(
         _clean_close(E, P, lam, cm, Xw[w], params, any_arrival, M, cf, G)
         # ---- the others: event by event, each column from its own last event
         if n_sl > 0:
-            fa, fe, fr = _replayed_arrivals(lo, hi, be, bj, tin, uin, Dt, pos)
+            fa, fe, fr = _replayed_arrivals(lo, hi, re, rst, bj, tin, uin, Dt, pos)
             for r in range(n_sl):
                 j = sl[r]
                 Zc[r] = 0.0
