@@ -86,30 +86,44 @@ def _neuron_buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, 
             a = t + row[j]
             if a <= T:
                 key = _window_of(a, H, n_win) * n + j
-                p = fill[key]
-                # insertion into the bucket's sorted part (a few entries; equal times keep their order)
-                while p > off[key] and tin[be[p - 1]] + Dt[uin[be[p - 1]], j] > a:
-                    be[p] = be[p - 1]
-                    p -= 1
-                be[p] = e
+                be[fill[key]] = e
                 fill[key] += 1
+    # each bucket by arrival time: a stable insertion sort on its own keys (a few entries each)
+    keys = np.empty(64)
+    for key in range(n_win * n):
+        lo, hi = off[key], off[key + 1]
+        if hi - lo < 2:
+            continue
+        if hi - lo > keys.size:
+            keys = np.empty(2 * (hi - lo))
+        j = key % n
+        for p in range(lo, hi):
+            e = be[p]
+            a = tin[e] + Dt[uin[e], j]
+            q = p - lo
+            while q > 0 and keys[q - 1] > a:
+                keys[q] = keys[q - 1]
+                be[lo + q] = be[lo + q - 1]
+                q -= 1
+            keys[q] = a
+            be[lo + q] = e
     return off, be
 
 
 @kernel
 def _input_tables(A: np.ndarray, H: float, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B, g_up, g_dn): B (K + 1, 3, n) = A^k e_I / k! (an input's effect over s is sum_k B_k s^k), and the bounds
-    of g(s) = [expm(A s) e_I]_V on [0, H] (module docstring)."""
+    """(B, g_up, g_dn): B (n, K + 1, 3) = A^k e_I / k! per neuron (an input's effect over s is sum_k B_k s^k;
+    contiguous per neuron), and the bounds of g(s) = [expm(A s) e_I]_V on [0, H] (module docstring)."""
     n = A.shape[0]
-    B = np.zeros((K + 1, 3, n))
+    B = np.zeros((n, K + 1, 3))
     g_up = np.empty(n)
     g_dn = np.empty(n)
     for j in range(n):
-        B[0, 2, j] = 1.0
+        Bj = B[j]
+        Bj[0, 2] = 1.0
         for k in range(1, K + 1):
             for r in range(3):
-                B[k, r, j] = (A[j, r, 0] * B[k - 1, 0, j] + A[j, r, 1] * B[k - 1, 1, j]
-                              + A[j, r, 2] * B[k - 1, 2, j]) / k
+                Bj[k, r] = (A[j, r, 0] * Bj[k - 1, 0] + A[j, r, 1] * Bj[k - 1, 1] + A[j, r, 2] * Bj[k - 1, 2]) / k
         N = 0.0
         for r in range(3):
             N = max(N, abs(A[j, r, 0]) + abs(A[j, r, 1]) + abs(A[j, r, 2]))
@@ -311,9 +325,14 @@ def linear_ff_sample(
                 hi = off[base + j + 1]
                 if p == hi or ref_end[j] > t_c:
                     continue
+                e = be[p]
+                ta = tin[e] + Dm[j, uin[e]]
+                if not (at_end or ta < t_end):
+                    continue  # no arrival of j in this segment
                 wc = W[j]
                 dc = Dm[j]
-                m[:] = 0.0
+                for k in range(K + 1):
+                    m[k] = 0.0
                 while p < hi:
                     e = be[p]
                     u = uin[e]
@@ -329,11 +348,12 @@ def linear_ff_sample(
                         pw *= s
                     p += 1
                 cur[j] = p
+                Bj = B[j]
                 v0, v1, v2 = 0.0, 0.0, 0.0
                 for k in range(K + 1):
-                    v0 += B[k, 0, j] * m[k]
-                    v1 += B[k, 1, j] * m[k]
-                    v2 += B[k, 2, j] * m[k]
+                    v0 += Bj[k, 0] * m[k]
+                    v1 += Bj[k, 1] * m[k]
+                    v2 += Bj[k, 2] * m[k]
                 X[0, j] += v0
                 X[1, j] += v1
                 X[2, j] += v2
