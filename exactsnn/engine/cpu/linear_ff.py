@@ -182,12 +182,19 @@ def _probe(
 
 
 @helper
+def _arrival_time(p: int, hi: int, be: np.ndarray, tin: np.ndarray, uin: np.ndarray, dc: np.ndarray) -> float:
+    """The time of bucket entry p (inf at the bucket's end hi); dc: the neuron's row of delays."""
+    if p >= hi:
+        return math.inf
+    e = be[p]
+    return tin[e] + dc[uin[e]]
+
+
+@helper
 def _take(wgt: float, j: int, up_rem: np.ndarray, dn_rem: np.ndarray) -> None:
     """An arrival of weight wgt at neuron j is taken: it leaves the window's remaining positive / negative input."""
-    if wgt > 0.0:
-        up_rem[j] -= wgt
-    else:
-        dn_rem[j] += wgt
+    up_rem[j] -= max(wgt, 0.0)  # branch-free: the signs of the weights are random
+    dn_rem[j] += min(wgt, 0.0)
 
 
 @helper
@@ -233,6 +240,7 @@ def linear_ff_sample(
     fx = np.empty(n)
     up_rem = np.empty(n)
     dn_rem = np.empty(n)
+    nxt = np.empty(n)  # the time of each neuron's next arrival in the window (inf: none left)
     clear = np.zeros(n, np.bool_)  # proven not to cross before the window's end (screen or probe)
     tj = np.empty(n)
     rl = np.empty(n, np.int64)
@@ -257,6 +265,7 @@ def linear_ff_sample(
         base = w * n
         for j in range(n):
             cur[j] = off[base + j]
+            nxt[j] = _arrival_time(cur[j], off[base + j + 1], be, tin, uin, Dm[j])
             clear[j] = False
             # the window's positive and negative input to j, less what the segments take (the screen's arrivals)
             up = 0.0
@@ -264,10 +273,8 @@ def linear_ff_sample(
             wc = W[j]
             for p in range(off[base + j], off[base + j + 1]):
                 wgt = wc[uin[be[p]]]
-                if wgt > 0.0:
-                    up += wgt
-                else:
-                    dn -= wgt
+                up += max(wgt, 0.0)
+                dn -= min(wgt, 0.0)
             up_rem[j] = up
             dn_rem[j] = dn
         t_c = T0
@@ -323,12 +330,8 @@ def linear_ff_sample(
             for j in range(n):
                 p = cur[j]
                 hi = off[base + j + 1]
-                if p == hi or ref_end[j] > t_c:
-                    continue
-                e = be[p]
-                ta = tin[e] + Dm[j, uin[e]]
-                if not (at_end or ta < t_end):
-                    continue  # no arrival of j in this segment
+                if ref_end[j] > t_c or not (nxt[j] < t_end or (at_end and p < hi)):
+                    continue  # refractory (below), or no arrival of j in this segment
                 wc = W[j]
                 dc = Dm[j]
                 for k in range(K + 1):
@@ -348,6 +351,7 @@ def linear_ff_sample(
                         pw *= s
                     p += 1
                 cur[j] = p
+                nxt[j] = _arrival_time(p, hi, be, tin, uin, dc)
                 Bj = B[j]
                 v0, v1, v2 = 0.0, 0.0, 0.0
                 for k in range(K + 1):
@@ -379,6 +383,7 @@ def linear_ff_sample(
                     t = ta
                     p += 1
                 cur[j] = p
+                nxt[j] = _arrival_time(p, hi, be, tin, uin, dc)
                 _advance_recording(x, t, t_end, j, ref_end, ref_spike, A, tau_w, tau_syn, av, v_reset, t_max, Phi, s1,
                                    s2, cache, cPhi, out_r)
                 X[0, j], X[1, j], X[2, j] = x[0], x[1], x[2]
