@@ -151,17 +151,18 @@ def _moments(w: np.ndarray, s: float, M: np.ndarray) -> None:
 
 
 @helper
-def _clean_step(X: np.ndarray, j: int, E: np.ndarray, P: np.ndarray, M: np.ndarray, Mt: np.ndarray) -> None:
-    """Clean neuron j over its window: x <- expm(A H) x + sum_k (A^k e_I / k!) (M[k, j] + Mt[j, k])."""
+def _clean_step(X: np.ndarray, j: int, E: np.ndarray, Bj: np.ndarray, M: np.ndarray, Mt: np.ndarray) -> None:
+    """Clean neuron j over its window: x <- expm(A H) x + sum_k (A^k e_I / k!) (M[k, j] + Mt[j, k]); Bj (K + 1, 3):
+    its A^k e_I / k! (row I of U_k, :func:`~exactsnn.engine.cpu.linear_windows.window_tables`)."""
     v, w, i = X[0, j], X[1, j], X[2, j]
     y0 = E[0, 0, j] * v + E[1, 0, j] * w + E[2, 0, j] * i
     y1 = E[0, 1, j] * v + E[1, 1, j] * w + E[2, 1, j] * i
     y2 = E[2, 2, j] * i
     for k in range(M.shape[0]):
         m = M[k, j] + Mt[j, k]
-        y0 += P[k, 1, 0, j] * m
-        y1 += P[k, 1, 1, j] * m
-        y2 += P[k, 1, 2, j] * m
+        y0 += Bj[k, 0] * m
+        y1 += Bj[k, 1] * m
+        y2 += Bj[k, 2] * m
     X[0, j], X[1, j], X[2, j] = y0, y1, y2
 
 
@@ -178,6 +179,11 @@ def _forward_replay(
     n = Wt.shape[1]
     n_s = ts_.size
     K1 = P.shape[0]
+    B = np.empty((n, K1, 3))  # the inputs' table, contiguous per neuron
+    for k in range(K1):
+        for r in range(3):
+            for j in range(n):
+                B[j, k, r] = P[k, 1, r, j]
     n_r = last_window_end(ts_, t_ref, T) + 1  # window ends before T: events
     X = np.zeros((3, n))
     M = np.zeros((K1, n))
@@ -239,7 +245,7 @@ def _forward_replay(
                 _moments(Rt[us_[q]], T1 - ts_[q], M)
         for j in range(n):
             if cm[j] != 0.0:
-                _clean_step(X, j, E, P, M, Mt)
+                _clean_step(X, j, E, B[j], M, Mt)
         # ---- replayed neurons: event by event
         if n_sl > 0:
             fa, fe, fr = _replayed_arrivals(roff[w], roff[w + 1], re, rst, bj, tin, uin, Dt, pos)
