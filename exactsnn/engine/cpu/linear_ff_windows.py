@@ -48,6 +48,7 @@ from exactsnn.engine.cpu.linear_windows import (
     _coefficients,
     _list_units,
     _window_terms,
+    replayed_units,
     window_grid,
 )
 from exactsnn.engine.cpu.maths import adjoint_column, advance, layer_norm
@@ -473,22 +474,7 @@ def linear_ff_backward_sample(
     for w in range(n_win - 1, -1, -1):
         T0 = w * H
         T1 = T if w == n_win - 1 else (w + 1) * H
-        s_lo = i_s
-        while s_lo >= 0 and ts_[s_lo] >= T0:
-            s_lo -= 1
-        r_lo = i_r
-        while r_lo >= 0 and ts_[r_lo] + t_ref >= T0:
-            r_lo -= 1
-        n_sl = 0
-        for j in range(n):
-            if in_ref[j]:
-                pos[j] = n_sl
-                sl[n_sl] = j
-                n_sl += 1
-        n_sl = _list_units(us_, s_lo + 1, i_s + 1, pos, sl, n_sl)
-        n_sl = _list_units(us_, r_lo + 1, i_r + 1, pos, sl, n_sl)
-        for r in range(n_sl):
-            cm[sl[r]] = 0.0
+        s_lo, r_lo, n_sl = replayed_units(ts_, us_, t_ref, T0, i_s, i_r, in_ref, pos, sl, cm)
         # ---- clean neurons: polynomials from lam(T1)
         lo, hi = roff[w], roff[w + 1]
         any_rec = has_rec and s_lo < i_s

@@ -249,6 +249,33 @@ def _list_units(us_: np.ndarray, lo: int, hi: int, pos: np.ndarray, sl: np.ndarr
 
 
 @helper
+def replayed_units(
+    ts_: np.ndarray, us_: np.ndarray, t_ref: float, T0: float, i_s: int, i_r: int, in_ref: np.ndarray,
+    pos: np.ndarray, sl: np.ndarray, cm: np.ndarray,
+) -> tuple[int, int, int]:
+    """The neurons a window [T0, ...) replays exactly: those refractory at its end (in_ref), spiking in it (spikes
+    s_lo + 1 .. i_s) or whose refractory window ends in it (spikes r_lo + 1 .. i_r), listed in sl (pos[j]: neuron
+    j's place) with cm[j] = 0. Returns (s_lo, r_lo, their number)."""
+    s_lo = i_s
+    while s_lo >= 0 and ts_[s_lo] >= T0:
+        s_lo -= 1
+    r_lo = i_r
+    while r_lo >= 0 and ts_[r_lo] + t_ref >= T0:
+        r_lo -= 1
+    n_sl = 0
+    for j in range(in_ref.size):
+        if in_ref[j]:
+            pos[j] = n_sl
+            sl[n_sl] = j
+            n_sl += 1
+    n_sl = _list_units(us_, s_lo + 1, i_s + 1, pos, sl, n_sl)  # spikes in the window
+    n_sl = _list_units(us_, r_lo + 1, i_r + 1, pos, sl, n_sl)  # refractory-window ends in it
+    for r in range(n_sl):
+        cm[sl[r]] = 0.0
+    return s_lo, r_lo, n_sl
+
+
+@helper
 def _replayed_arrival(
     w: np.ndarray, Zs: np.ndarray, sl: np.ndarray, g: np.ndarray, inv_s: np.ndarray, inv_m: np.ndarray, params: bool,
     G: np.ndarray,
@@ -311,23 +338,7 @@ def windowed_reverse(
         e_lo = ie
         while e_lo >= 0 and tin[e_lo] >= T0:
             e_lo -= 1
-        s_lo = i_s
-        while s_lo >= 0 and ts_[s_lo] >= T0:
-            s_lo -= 1
-        r_lo = i_r
-        while r_lo >= 0 and ts_[r_lo] + t_ref >= T0:
-            r_lo -= 1
-        # neurons replayed exactly: own event in the window, or refractory at T1
-        n_sl = 0
-        for j in range(n):
-            if in_ref[j]:
-                pos[j] = n_sl
-                sl[n_sl] = j
-                n_sl += 1
-        n_sl = _list_units(us_, s_lo + 1, i_s + 1, pos, sl, n_sl)  # spikes in the window
-        n_sl = _list_units(us_, r_lo + 1, i_r + 1, pos, sl, n_sl)  # refractory-window ends in it
-        for r in range(n_sl):
-            cm[sl[r]] = 0.0
+        s_lo, r_lo, n_sl = replayed_units(ts_, us_, t_ref, T0, i_s, i_r, in_ref, pos, sl, cm)
         # ---- clean neurons: polynomials from lam(T1)
         any_arrival = e_lo < ie or (has_rec and s_lo < i_s)
         if any_arrival:
