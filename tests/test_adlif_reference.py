@@ -169,8 +169,11 @@ def _free_voltage(x0: tuple[float, float, float], s: np.ndarray, a: float) -> np
     return np.array([(expm(A * si) @ np.asarray(x0))[0] for si in s])
 
 
-def _single(a: float, w_in: float, t_in: list[float], b: float = 0.0, v_th: float = 1.0) -> Case:
-    ly = {"W": np.array([[w_in]]), "D": None, "R": None, "E": None, "tau_mem0": 20e-3, "tau_syn0": 5e-3,
+def _single(a: float, w_in: float, t_in: list[float], b: float = 0.0, v_th: float = 1.0,
+            delay: float | None = None) -> Case:
+    """One neuron, one input line (with ``delay``: a layer with feedforward delays, the windowed forward kernel)."""
+    D = None if delay is None else np.array([[delay]])
+    ly = {"W": np.array([[w_in]]), "D": D, "R": None, "E": None, "tau_mem0": 20e-3, "tau_syn0": 5e-3,
           "tau_w0": 100e-3, "a0": a, "b": b, "tau_mem": 20e-3, "tau_syn": 5e-3, "tau_w": 100e-3, "a": a,
           "v_th": v_th, "v_reset": 0.0, "t_ref": 0.0, "spiking": True, "learned": []}
     return Case(1, [ly], [(np.array(t_in), np.zeros(len(t_in), np.int64))], T_MAX)
@@ -207,16 +210,18 @@ def test_crossing_after_a_subthreshold_peak():
     assert np.all(rec.spikes[0].times > 0.020 - 1e-15)  # no spike on the first, sub-threshold peak
 
 
+@pytest.mark.parametrize("delay", [None, 3.7e-3], ids=["no_delay", "ff_delay"])
 @pytest.mark.parametrize("delta", [1e-6, 1e-8, -1e-8, -1e-6], ids=lambda d: f"peak{d:+g}")
 @pytest.mark.parametrize("a", [0.5, 40.0])
-def test_grazing_peaks(delta: float, a: float):
-    """v_th a hair below (spike) or above (none) the exact first peak of the free response."""
+def test_grazing_peaks(delta: float, a: float, delay: float | None):
+    """v_th a hair below (spike) or above (none) the exact first peak of the free response; with a feedforward
+    delay the layer runs the windowed forward (its screen must flag the grazing neuron, its probe find the spike)."""
     with mpmath.workdps(DPS):
         m = adlif_maths(20e-3, 5e-3, 100e-3, a)
         x0 = [mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(2)]
         peak = float(m.max_on(x0, mpmath.mpf("0.03"), mpmath.mpf(10))[0]) if hasattr(m, "max_on") else None
     assert peak is not None
-    case = _single(a, 2.0, [0.001], v_th=peak * (1 - delta))
+    case = _single(a, 2.0, [0.001], v_th=peak * (1 - delta), delay=delay)
     ref = run_reference(case, max_spikes=20, in_hypothesis=False)
     rec = assert_match(case, ref)
     assert (rec.spikes[0].n_events > 0) == (delta > 0)
