@@ -41,25 +41,14 @@ import numpy as np
 
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear import _record_spike
-from exactsnn.engine.cpu.linear_windows import window_grid
-from exactsnn.engine.cpu.maths import advance, layer_norm, next_spike, propagate_layer
+from exactsnn.engine.cpu.linear_windows import add_moment, window_grid, window_of
+from exactsnn.engine.cpu.maths import advance, layer_norm, next_spike, pnorm, propagate_layer
 from exactsnn.engine.cpu.threads import for_each_sample, threaded_driver
 from exactsnn.neurons.linear import series_terms
 
 __all__ = ["linear_ff_sample", "run_linear_ff_batch"]
 
 _MARGIN = 1e-9  # screen margin, relative to max(|v_th|, 1): far above the crossing search's 4-ulp tolerance
-
-
-@helper
-def _window_of(t: float, H: float, n_win: int) -> int:
-    """The window holding time t (s): w H <= t < (w + 1) H, the last window closed at T."""
-    w = min(int(t / H), n_win - 1)
-    while w > 0 and t < w * H:
-        w -= 1
-    while w < n_win - 1 and t >= (w + 1) * H:
-        w += 1
-    return w
 
 
 @kernel
@@ -75,7 +64,7 @@ def _neuron_buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, 
         for j in range(n):
             a = t + row[j]
             if a <= T:
-                cnt[_window_of(a, H, n_win) * n + j + 1] += 1
+                cnt[window_of(a, H, n_win) * n + j + 1] += 1
     off = np.cumsum(cnt)
     fill = off[:-1].copy()
     be = np.empty(off[-1], np.int32)
@@ -85,7 +74,7 @@ def _neuron_buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, 
         for j in range(n):
             a = t + row[j]
             if a <= T:
-                key = _window_of(a, H, n_win) * n + j
+                key = window_of(a, H, n_win) * n + j
                 be[fill[key]] = e
                 fill[key] += 1
     # each bucket by arrival time: a stable insertion sort on its own keys (a few entries each)
@@ -135,18 +124,13 @@ def _input_tables(A: np.ndarray, H: float, K: int) -> tuple[np.ndarray, np.ndarr
 
 
 @helper
-def _excess(X: np.ndarray, j: int, h: float, A: np.ndarray, P: np.ndarray, beta: float, alpha: float,
-            extra: float, v_th: float) -> float:
-    """How far neuron j's bound on V over [0, h] of its free flow plus ``extra`` (the arrivals' bound) reaches above
-    v_th less the margin: below 0, V cannot cross there."""
-    v, w, i = X[0, j], X[1, j], X[2, j]
-    acc = 0.0
-    xs = (v, w, i)
-    for r in range(3):
-        for c in range(3):
-            acc += xs[r] * P[r, c] * xs[c]
-    nP = math.sqrt(max(acc, 0.0))
-    vp = A[0, 0] * v + A[0, 1] * w + A[0, 2] * i
+def _excess(x: np.ndarray, h: float, A: np.ndarray, P: np.ndarray, beta: float, alpha: float, extra: float,
+            v_th: float) -> float:
+    """How far the bound on V over [0, h] of the free flow from state x plus ``extra`` (the arrivals' bound) reaches
+    above v_th less the margin: below 0, V cannot cross there (the bounds of ``may_cross_before``)."""
+    v = x[0]
+    nP = pnorm(P, x)
+    vp = A[0, 0] * v + A[0, 1] * x[1] + A[0, 2] * x[2]
     bound = min(beta * nP, v + max(vp, 0.0) * h + 0.5 * alpha * nP * h * h)
     return bound + extra - (v_th - _MARGIN * max(abs(v_th), 1.0))
 
@@ -212,19 +196,19 @@ def _advance_recording(
 
 @kernel
 def linear_ff_sample(
-    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, Dm: np.ndarray, Wt: np.ndarray, Dt: np.ndarray, Rt: np.ndarray,
+    tin: np.ndarray, uin: np.ndarray, W: np.ndarray, Dm: np.ndarray, Dt: np.ndarray, Rt: np.ndarray,
     has_rec: bool, A: np.ndarray, P: np.ndarray, bnd: np.ndarray, C: np.ndarray, tau_w: np.ndarray,
     tau_syn: np.ndarray, av: np.ndarray, bv: np.ndarray, v_th: float, v_reset: float, t_ref: float, t_max: float,
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray,
 ) -> int:
     """Simulate one sample of one layer (module docstring). Returns the spike count, or -1 on overflow.
 
-    ``W``, ``Dm`` (n, n_pre) and their transposes ``Wt``, ``Dt`` (n_pre, n): weights and feedforward delays (s);
+    ``W``, ``Dm`` (n, n_pre): weights and feedforward delays (s), ``Dt`` the delays transposed (n_pre, n);
     ``Rt`` (n, n) recurrent weights [pre, post]; A, P, bnd, tau_w, tau_syn, a, b as
     :func:`exactsnn.engine.cpu.linear.linear_sample`; C: :func:`exactsnn.neurons.series.coefficients` of A.
     Outputs as there (I at each spike, I at each refractory window's end before t_max).
     """
-    n = Wt.shape[1]
+    n = W.shape[0]
     cap = out_t.size
     nrm = layer_norm(C)
     H, n_win = window_grid(nrm, t_max)
@@ -288,7 +272,9 @@ def linear_ff_sample(
                 ex = math.inf  # refractory: probed first (cheap: no search before the window's end)
                 if not ref_end[j] > t_c:
                     extra = max(up_rem[j], 0.0) * g_up[j] + max(dn_rem[j], 0.0) * g_dn[j]
-                    ex = _excess(X, j, h, A[j], P[j], bnd[j, 0], bnd[j, 1], extra, v_th)
+                    for r in range(3):
+                        x[r] = X[r, j]
+                    ex = _excess(x, h, A[j], P[j], bnd[j, 0], bnd[j, 1], extra, v_th)
                 if ex >= 0.0:
                     # the list by falling excess: the likeliest first crossers are probed first, which shortens
                     # the later probes' horizon
@@ -342,13 +328,8 @@ def linear_ff_sample(
                     ta = tin[e] + dc[u]
                     if not (at_end or ta < t_end):
                         break
-                    s = t_end - ta
-                    wgt = wc[u]
-                    _take(wgt, j, up_rem, dn_rem)
-                    pw = 1.0
-                    for k in range(K + 1):
-                        m[k] += wgt * pw
-                        pw *= s
+                    _take(wc[u], j, up_rem, dn_rem)
+                    add_moment(wc[u], t_end - ta, m)
                     p += 1
                 cur[j] = p
                 nxt[j] = _arrival_time(p, hi, be, tin, uin, dc)
@@ -429,12 +410,11 @@ def run_linear_ff_batch(
     out_t: np.ndarray, out_u: np.ndarray, out_i: np.ndarray, out_r: np.ndarray, counts: np.ndarray,
 ) -> None:
     """:func:`linear_ff_sample` over every sample (Python threads); counts[b] = spike count or -1 (overflow)."""
-    Wt = np.ascontiguousarray(W.T)
     Dt = np.ascontiguousarray(Dm.T)
 
     def work(b: int, t: int) -> None:
         lo, hi = offsets[b], offsets[b + 1]
-        counts[b] = linear_ff_sample(times[lo:hi], units[lo:hi], W, Dm, Wt, Dt, Rt, has_rec, A, P, bnd, C, tau_w,
+        counts[b] = linear_ff_sample(times[lo:hi], units[lo:hi], W, Dm, Dt, Rt, has_rec, A, P, bnd, C, tau_w,
                                      tau_syn, av, bv, v_th, v_reset, t_ref, t_max, out_t[b], out_u[b], out_i[b],
                                      out_r[b])
 

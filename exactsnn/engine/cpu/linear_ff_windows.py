@@ -41,15 +41,17 @@ import numpy as np
 from exactsnn.engine.cpu.jit import helper, kernel
 from exactsnn.engine.cpu.linear_backward import G_B, spike_jump, window_end_term
 from exactsnn.engine.cpu.linear_dense_backward import _parameter_gradients
-from exactsnn.engine.cpu.linear_ff import _window_of
 from exactsnn.engine.cpu.linear_windows import (
     _clean_arrival,
     _clean_close,
     _coefficients,
     _list_units,
     _window_terms,
+    add_moment,
+    moments_row,
     replayed_units,
     window_grid,
+    window_of,
 )
 from exactsnn.engine.cpu.maths import adjoint_column, advance, layer_norm
 from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
@@ -80,7 +82,7 @@ def _buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, H: floa
         for j in range(n):
             a = t + row[j]
             if a <= T:
-                w = _window_of(a, H, n_win)
+                w = window_of(a, H, n_win)
                 n_e[w + 1] += 1
                 if last[w] != e:
                     last[w] = e
@@ -100,7 +102,7 @@ def _buckets(tin: np.ndarray, uin: np.ndarray, Dt: np.ndarray, T: float, H: floa
         for j in range(n):
             a = t + row[j]
             if a <= T:
-                w = _window_of(a, H, n_win)
+                w = window_of(a, H, n_win)
                 if last[w] != e:  # a new run: the event's first arrival in this window
                     last[w] = e
                     r = r_fill[w]
@@ -138,17 +140,6 @@ def _replayed_arrivals(r_lo: int, r_hi: int, re: np.ndarray, rst: np.ndarray, bj
                 q += 1
     order = stable_argsort(fa)
     return fa[order], fe[order], fr[order]
-
-
-@helper
-def _moments(w: np.ndarray, s: float, M: np.ndarray) -> None:
-    """M_k += w s^k for a row w (n,) arriving at T1 - s (M: (K + 1, n))."""
-    pw = 1.0
-    for k in range(M.shape[0]):
-        mk = M[k]
-        for j in range(mk.size):
-            mk[j] += w[j] * pw
-        pw *= s
 
 
 @helper
@@ -234,16 +225,10 @@ def _forward_replay(
             for p in range(rst[r], rst[r + 1]):
                 j = bj[p]
                 if cm[j] != 0.0:
-                    s = t1e - drow[j]
-                    wt = wrow[j]
-                    mt = Mt[j]
-                    pw = 1.0
-                    for k in range(K1):
-                        mt[k] += wt * pw
-                        pw *= s
+                    add_moment(wrow[j], t1e - drow[j], Mt[j])
         if has_rec:
             for q in range(i_s, s_hi):
-                _moments(Rt[us_[q]], T1 - ts_[q], M)
+                moments_row(Rt[us_[q]], T1 - ts_[q], M)
         for j in range(n):
             if cm[j] != 0.0:
                 _clean_step(X, j, E, B[j], M, Mt)

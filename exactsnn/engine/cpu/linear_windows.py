@@ -48,7 +48,8 @@ from exactsnn.engine.cpu.reverse_merge import last_window_end, next_block
 from exactsnn.neurons.linear import TERM_TOL, series_terms
 from exactsnn.neurons.series import _ROWS, ADJ_TOL, N_ADJ, layer_norm
 
-__all__ = ["window_grid", "window_tables", "windowed_reverse"]
+__all__ = ["add_moment", "moments_row", "replayed_units", "window_grid", "window_of", "window_tables",
+           "windowed_reverse"]
 
 _H_MAX = 2e-3  # longest window (s): more neurons replay a window exactly the longer it is
 _NORM_H = 0.25  # ||A|| H at most: K ~ 12 terms
@@ -65,6 +66,38 @@ def window_grid(nrm: float, T: float) -> tuple[float, int]:
         return 0.0, 1
     n_win = max(1, int(math.ceil(T / h)))
     return T / n_win, n_win
+
+
+@register_jitable
+def window_of(t: float, H: float, n_win: int) -> int:
+    """The window holding time t (s): w H <= t < (w + 1) H, the last one closed at T (the same comparisons as the
+    replays' window starts w H, so that rounding puts an arrival where they look for it)."""
+    w = min(int(t / H), n_win - 1)
+    while w > 0 and t < w * H:
+        w -= 1
+    while w < n_win - 1 and t >= (w + 1) * H:
+        w += 1
+    return w
+
+
+@register_jitable
+def add_moment(wgt: float, s: float, m: np.ndarray) -> None:
+    """m_k += wgt s^k: an input of weight wgt arriving s seconds before the moments' reference time."""
+    pw = 1.0
+    for k in range(m.size):
+        m[k] += wgt * pw
+        pw *= s
+
+
+@helper
+def moments_row(w: np.ndarray, s: float, M: np.ndarray) -> None:
+    """M_k += w s^k for a row w (n,) of inputs arriving s seconds before the window's end (M: (K + 1, n))."""
+    pw = 1.0
+    for k in range(M.shape[0]):
+        mk = M[k]
+        for j in range(mk.size):
+            mk[j] += w[j] * pw
+        pw *= s
 
 
 def window_tables(C: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray]:
@@ -133,12 +166,7 @@ def _clean_arrival(
     for j in range(li.size):
         g[j] += cm[j] * li[j]
     if params:
-        pw = 1.0
-        for k in range(M.shape[0]):
-            mk = M[k]
-            for j in range(mk.size):
-                mk[j] += w[j] * pw
-            pw *= s
+        moments_row(w, s, M)
     acc = 0.0
     if need_V:
         _poly(cf_V, s, lv)
